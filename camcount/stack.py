@@ -1,0 +1,102 @@
+"""`camcount up`: the whole system on this machine, with a simulated camera.
+
+Private RabbitMQ and PostgreSQL (camcount.services), migrations, the camera simulator and every
+role as its own process; registers the simulated camera with a counting line, prints the
+dashboard URL and stops everything cleanly on Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+import webbrowser
+from types import FrameType
+
+import httpx
+
+from camcount import processes, services
+from migrations import upgrade
+
+REGISTRY_PORT = 8080
+BROADCASTER_PORT = 8765
+SIMULATOR_PORT = 8554
+SIM_CAMERA = {
+    "id": "sim-1",
+    "name": "Simulated camera (6 crossings every scene loop)",
+    "url": f"rtsp://127.0.0.1:{SIMULATOR_PORT}/sim-1",
+    "target_fps": 10,
+    "batch_frames": 5,
+    "batch_ms": 1000,
+    "lines": [{"name": "centre", "a": {"x": 0.5, "y": 0.0}, "b": {"x": 0.5, "y": 1.0}}],
+}
+
+
+def _wait_healthy(url: str, children: list[processes.Child], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        dead = [c.name for c in children if not c.alive]
+        if dead:
+            raise RuntimeError(f"{', '.join(dead)} exited during start-up (see the log above)")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not become healthy in {timeout_s:.0f}s")
+
+
+def _register_camera(api: str) -> None:
+    response = httpx.post(f"{api}/api/cameras", json=SIM_CAMERA, timeout=10)
+    if response.status_code not in (201, 409):
+        raise RuntimeError(f"registering the simulated camera failed: {response.text}")
+
+
+def run_stack(*, keep_services: bool, open_browser: bool) -> int:
+    cfg = services.ServicesConfig.from_env("dev")
+    endpoints = services.start_all(cfg)
+    upgrade(endpoints.database_url)
+    env = {
+        **endpoints.as_env(),
+        "HTTP_PORT": str(REGISTRY_PORT),
+        "WS_PORT": str(BROADCASTER_PORT),
+        "BROADCASTER_PUBLIC_URL": f"ws://127.0.0.1:{BROADCASTER_PORT}/ws",
+        "WORKER_ID": "worker-1",
+    }
+    children: list[processes.Child] = []
+    stopping = False
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        children.append(processes.spawn("simulator", processes.cli_argv(
+            "simulate", "--port", str(SIMULATOR_PORT),
+            "--mount", "sim-1:synthetic:seed=1,crossings=6,loop=true"), env))
+        for role in ("registry", "broadcaster", "worker", "balancer"):
+            children.append(processes.spawn(role, processes.role_argv(role), env))
+        api = f"http://127.0.0.1:{REGISTRY_PORT}"
+        _wait_healthy(f"{api}/health", children)
+        _register_camera(api)
+        children.append(processes.spawn("ingest", processes.role_argv("ingest"), env))
+        print(f"\n  camcount is up: dashboard {api}/  (Ctrl+C stops everything)\n", flush=True)
+        if open_browser:
+            with contextlib.suppress(Exception):
+                webbrowser.open(f"{api}/")
+        while not stopping:
+            dead = [c for c in children if not c.alive]
+            if dead:
+                print(f"{dead[0].name} exited with {dead[0].proc.returncode}; stopping",
+                      file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        print("stopping camcount...", flush=True)
+        # Producers first, so the pipeline drains towards the database.
+        processes.stop(children)
+        if not keep_services:
+            services.stop_all(cfg)

@@ -1,0 +1,76 @@
+"""Every broker name in one place, as data. Roles declare these through infra.amqp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Literal
+
+MAX_PRIORITY = 4  # classic queues only: quorum queues in RabbitMQ 3.x have no priorities
+
+FRAMES_INGRESS = "frames.ingress"
+FRAMES_DLX = "frames.dlx"
+FRAMES_DEAD = "frames.dead"
+HEARTBEATS = "registry.heartbeats"
+REGISTRY_EVENTS = "registry.events"
+RESULTS_COUNTS = "results.counts"
+RESULTS_ALERTS = "results.alerts"
+
+HEADER_ERROR = "x-camcount-error"
+HEADER_ERROR_STAGE = "x-camcount-error-stage"
+
+
+class Priority(IntEnum):
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+    CRITICAL = 3
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    name: str
+    type: Literal["fanout", "topic", "direct"]
+    durable: bool = True
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    durable: bool = True
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+def _priority_queue(name: str) -> QueueSpec:
+    return QueueSpec(
+        name,
+        arguments={
+            "x-max-priority": MAX_PRIORITY,
+            "x-queue-type": "classic",
+            "x-dead-letter-exchange": FRAMES_DLX,
+            "x-dead-letter-routing-key": FRAMES_DEAD,
+        },
+    )
+
+
+def worker_queue_name(worker_id: str) -> str:
+    return f"frames.worker.{worker_id}"
+
+
+def results_routing_key(region: str, camera_id: str) -> str:
+    return f"{region}.{camera_id}"
+
+
+EXCHANGES: tuple[ExchangeSpec, ...] = (
+    ExchangeSpec(FRAMES_DLX, "direct"),
+    ExchangeSpec(HEARTBEATS, "fanout"),
+    ExchangeSpec(REGISTRY_EVENTS, "topic"),
+    ExchangeSpec(RESULTS_COUNTS, "topic"),
+    ExchangeSpec(RESULTS_ALERTS, "topic"),
+)
+INGRESS_QUEUE = _priority_queue(FRAMES_INGRESS)
+DEAD_QUEUE = QueueSpec(FRAMES_DEAD, arguments={"x-queue-type": "classic"})
+
+
+def worker_queue(worker_id: str) -> QueueSpec:
+    return _priority_queue(worker_queue_name(worker_id))

@@ -1,0 +1,23 @@
+"""Coverage gaps: spans of a camera's batches that were not counted, with the reason why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+GapReason = Literal[
+    "missing",  # the sequence jumped: batches never reached the applier
+    "stale",  # past its deadline (real time first: never processed late)
+    "no_worker",  # no live, capable worker before the deadline
+    "out_of_order",  # arrived after its stream was superseded
+    "dead_lettered",  # the message could not be understood
+    "dropped",  # ingest dropped frames (backpressure)
+]
+
+
+@dataclass(frozen=True)
+class GapSpan:
+    stream_epoch: int
+    seq_from: int
+    seq_to: int
+    reason: GapReason

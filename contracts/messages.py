@@ -1,0 +1,109 @@
+"""Frozen, versioned message models exchanged between roles.
+
+Wall-clock instants are Unix seconds (float) named `*_at`; durations end in `_s`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from contracts.broker import Priority
+from contracts.ids import BatchId, check_slug
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class MessageError(ValueError):
+    """A message that cannot be understood; it goes to the dead-letter queue with this reason."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BatchHeaders(_Frozen):
+    """AMQP headers carried by every frame batch. The body is a contracts.batch container."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    camera_id: str
+    stream_epoch: int = Field(ge=0)
+    seq: int = Field(ge=0)
+    priority: Priority = Priority.NORMAL
+    region: str = "local"
+    capability: str = "motion"
+    captured_at: float = Field(gt=0, description="capture time of the first frame")
+    deadline_at: float = Field(gt=0, description="after this the batch is a gap, not late work")
+    frame_count: int = Field(ge=0)
+    assignment_epoch: int | None = Field(default=None, ge=0, description="set by the balancer")
+
+    @field_validator("camera_id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        return check_slug(value, "camera_id")
+
+    @property
+    def batch_id(self) -> BatchId:
+        return BatchId(self.camera_id, self.stream_epoch, self.seq)
+
+    def to_amqp(self) -> dict[str, Any]:
+        # AMQP tables carry no None; an absent key reads back as None.
+        return {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
+
+    @classmethod
+    def from_amqp(cls, headers: Mapping[str, Any] | None) -> BatchHeaders:
+        if not headers:
+            raise MessageError("frame batch has no headers")
+        known = {k: _plain(v) for k, v in headers.items() if k in cls.model_fields}
+        try:
+            return cls.model_validate(known)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise MessageError(f"invalid batch headers: {problems}") from None
+
+
+def _plain(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class WorkerHeartbeat(_Frozen):
+    """Published by each worker to the heartbeats fanout exchange; the receiver judges liveness."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    worker_id: str
+    boot_id: str
+    worker_type: str = "motion"
+    region: str = "local"
+    capabilities: tuple[str, ...] = ("motion",)
+    queue: str
+    in_flight: int = 0
+    processed: int = 0
+    latency_ema_s: float = 0.0
+    capacity_fps: float = 0.0
+    sent_at: float
+    stopping: bool = False
+
+
+class CountKey(_Frozen):
+    line_id: int
+    line_version: int
+    object_class: str
+    direction: Literal["in", "out"]
+
+
+class CountUpdate(_Frozen):
+    """One committed batch's effect, relayed from the outbox to `results.counts` and WebSockets."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_seq: int = Field(description="outbox sequence: resumable, gap-free per relay")
+    camera_id: str
+    region: str
+    batch_id: str
+    captured_at: float
+    committed_at: float
+    delta: dict[str, int] = Field(description="'line_id:direction:class' -> crossings in batch")
+    totals: dict[str, int] = Field(description="'line_id:direction:class' -> running total")

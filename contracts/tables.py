@@ -1,0 +1,160 @@
+"""The PostgreSQL schema as SQLAlchemy Core tables (declarations only, no I/O).
+
+migrations/ creates exactly this; tests/integration/test_migrations.py checks they agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+# The apply transaction NOTIFYs this channel so the outbox relay wakes at once.
+OUTBOX_CHANNEL = "camcount_outbox"
+
+cameras = Table(
+    "cameras",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("url", Text, nullable=False, comment="secret: only ingest reads it unmasked"),
+    Column("region", Text, nullable=False, server_default="local"),
+    Column("priority", Integer, nullable=False, server_default="1"),
+    Column("target_fps", Float, nullable=False, server_default="5"),
+    Column("batch_frames", Integer, nullable=False, server_default="5"),
+    Column("batch_ms", Integer, nullable=False, server_default="1000"),
+    Column("deadline_s", Float, nullable=False, server_default="10"),
+    Column("capability", Text, nullable=False, server_default="motion"),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("stream_epoch", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+counting_lines = Table(
+    "counting_lines",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("geometry", JSONB, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("camera_id", "name", "version", name="uq_counting_lines_version"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("boot_id", Text, nullable=False),
+    Column("worker_type", Text, nullable=False),
+    Column("region", Text, nullable=False),
+    Column("capabilities", JSONB, nullable=False),
+    Column("queue", Text, nullable=False),
+    Column("status", Text, nullable=False, comment="up | suspect | down | stopping"),
+    Column("in_flight", Integer, nullable=False, server_default="0"),
+    Column("processed", BigInteger, nullable=False, server_default="0"),
+    Column("latency_ema_s", Float, nullable=False, server_default="0"),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_heartbeat_at", DateTime(timezone=True), nullable=False,
+           comment="receiver's clock"),
+)
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True),
+    Column("worker_id", Text, nullable=False),
+    Column("epoch", BigInteger, nullable=False, comment="rises on every reassignment (fencing)"),
+    Column("assigned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+camera_progress = Table(
+    "camera_progress",
+    metadata,
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True),
+    Column("stream_epoch", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("tracker_checkpoint", JSONB, nullable=False),
+    Column("totals", JSONB, nullable=False),
+    Column("worker_id", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+crossing_events = Table(
+    "crossing_events",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
+    Column("line_id", BigInteger, nullable=False),
+    Column("line_version", Integer, nullable=False),
+    Column("track_id", BigInteger, nullable=False),
+    Column("object_class", Text, nullable=False),
+    Column("direction", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("stream_epoch", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Index("ix_crossing_events_camera_time", "camera_id", "occurred_at"),
+)
+
+count_buckets = Table(
+    "count_buckets",
+    metadata,
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True),
+    Column("line_id", BigInteger, primary_key=True),
+    Column("line_version", Integer, primary_key=True),
+    Column("object_class", Text, primary_key=True),
+    Column("direction", Text, primary_key=True),
+    Column("bucket_start", DateTime(timezone=True), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Index("ix_count_buckets_camera_time", "camera_id", "bucket_start"),
+)
+
+coverage_gaps = Table(
+    "coverage_gaps",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
+    Column("stream_epoch", BigInteger, nullable=False),
+    Column("seq_from", BigInteger, nullable=False),
+    Column("seq_to", BigInteger, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=False, comment="stale | shed | dead_lettered | missing | ..."),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # One gap per span start: recording a gap is idempotent (ON CONFLICT DO NOTHING).
+    UniqueConstraint("camera_id", "stream_epoch", "seq_from", name="uq_coverage_gaps_start"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("camera_id", Text, nullable=False),
+    Column("region", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+)

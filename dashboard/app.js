@@ -1,0 +1,129 @@
+// camcount dashboard: cameras with live counts (WebSocket), worker pool (polled).
+"use strict";
+
+const state = { cameras: new Map(), lastSeq: null, ws: null };
+
+async function getJSON(path) {
+  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  return response.json();
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function total(totals, lineId, direction) {
+  let sum = 0;
+  for (const [key, value] of Object.entries(totals || {})) {
+    const [line, dir] = key.split(":");
+    if (Number(line) === lineId && dir === direction) sum += value;
+  }
+  return sum;
+}
+
+function renderCameras() {
+  const body = document.querySelector("#cameras tbody");
+  body.replaceChildren();
+  if (state.cameras.size === 0) {
+    const row = document.createElement("tr");
+    row.className = "empty";
+    row.append(cell("No cameras registered yet."));
+    row.firstChild.colSpan = 6;
+    body.append(row);
+    return;
+  }
+  for (const camera of state.cameras.values()) {
+    const lines = camera.lines.length ? camera.lines : [{ id: -1, name: "(no line)" }];
+    for (const line of lines) {
+      const row = document.createElement("tr");
+      row.dataset.camera = camera.id;
+      row.dataset.line = String(line.id);
+      const inCount = cell(String(total(camera.totals, line.id, "in")), "count");
+      inCount.dataset.direction = "in";
+      const outCount = cell(String(total(camera.totals, line.id, "out")), "count");
+      outCount.dataset.direction = "out";
+      row.append(cell(camera.name + " (" + camera.id + ")"), cell(camera.region), cell(line.name),
+                 inCount, outCount, cell(camera.updated || "—"));
+      body.append(row);
+    }
+  }
+}
+
+function applyUpdate(update) {
+  if (state.lastSeq !== null && update.event_seq <= state.lastSeq) return; // replayed twice
+  state.lastSeq = update.event_seq;
+  const camera = state.cameras.get(update.camera_id);
+  if (!camera) { loadCameras(); return; }
+  camera.totals = update.totals;
+  camera.updated = new Date(update.committed_at * 1000).toLocaleTimeString();
+  renderCameras();
+  if (Object.keys(update.delta).length) {
+    document.querySelectorAll(`tr[data-camera="${CSS.escape(update.camera_id)}"] td.count`)
+      .forEach((td) => td.classList.add("flash"));
+  }
+}
+
+async function loadCameras() {
+  const cameras = await getJSON("/api/cameras?limit=500");
+  for (const camera of cameras) {
+    const known = state.cameras.get(camera.id);
+    state.cameras.set(camera.id, { ...camera, updated: known ? known.updated : null });
+  }
+  renderCameras();
+}
+
+async function loadWorkers() {
+  const workers = await getJSON("/api/workers");
+  const body = document.querySelector("#workers tbody");
+  body.replaceChildren();
+  for (const w of workers) {
+    const row = document.createElement("tr");
+    row.append(cell(w.id), cell(w.status, "status-" + w.status), cell(w.worker_type),
+               cell(String(w.in_flight)), cell(String(w.processed)),
+               cell((w.latency_ema_s * 1000).toFixed(0) + " ms"),
+               cell(w.heartbeat_age_s.toFixed(1) + " s"));
+    body.append(row);
+  }
+}
+
+function setConnection(text, stateName) {
+  const badge = document.getElementById("connection");
+  badge.textContent = text;
+  badge.dataset.state = stateName;
+}
+
+function connect(url, attempt) {
+  const ws = new WebSocket(url);
+  state.ws = ws;
+  ws.onopen = () => {
+    setConnection("live", "live");
+    const subscribe = { op: "subscribe", cameras: "*" };
+    if (state.lastSeq !== null) subscribe.resume_from = state.lastSeq;
+    ws.send(JSON.stringify(subscribe));
+    attempt = 0;
+  };
+  ws.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "counts") applyUpdate(message);
+  };
+  ws.onclose = () => {
+    setConnection("reconnecting…", "down");
+    const delay = Math.min(10000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
+    setTimeout(() => connect(url, attempt + 1), delay);
+  };
+}
+
+async function main() {
+  const config = await getJSON("/api/config");
+  await loadCameras();
+  connect(config.websocket_url, 0);
+  await loadWorkers().catch(() => {});
+  setInterval(() => loadWorkers().catch(() => {}), 2000);
+  setInterval(() => loadCameras().catch(() => {}), 10000);
+}
+
+main().catch((error) => setConnection("error: " + error.message, "down"));

@@ -1,0 +1,1 @@
+"""Thin shared I/O plumbing (broker, database, logging, ops endpoint). Imports no role."""

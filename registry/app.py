@@ -1,0 +1,77 @@
+"""The REST API (FastAPI) and the dashboard's static files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query, status
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra.ops import metrics_response
+from registry import repository
+from registry.models import CameraIn, CameraOut, CountsOut, WorkerOut
+from registry.settings import RegistrySettings
+
+
+def create_app(
+    settings: RegistrySettings, engine: AsyncEngine, health: Callable[[], dict[str, Any]]
+) -> FastAPI:
+    app = FastAPI(title="camcount registry", version="0.1.0")
+    page = Annotated[int, Query(ge=1, le=settings.max_page_size)]
+
+    @app.get("/health")
+    async def get_health(response: Response) -> dict[str, Any]:
+        report = health()
+        if not report.get("ok"):
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return report
+
+    @app.get("/metrics", include_in_schema=False)
+    async def get_metrics() -> Response:
+        return metrics_response()
+
+    @app.get("/api/config")
+    async def get_config() -> dict[str, str]:
+        return {"websocket_url": settings.broadcaster_public_url}
+
+    @app.post("/api/cameras", status_code=status.HTTP_201_CREATED)
+    async def create_camera(camera: CameraIn) -> CameraOut:
+        try:
+            return await repository.create_camera(engine, camera)
+        except repository.AlreadyExists:
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                f"camera {camera.id!r} already exists") from None
+
+    @app.get("/api/cameras")
+    async def list_cameras(
+        limit: page = 100, offset: Annotated[int, Query(ge=0)] = 0
+    ) -> list[CameraOut]:
+        return await repository.list_cameras(engine, limit=limit, offset=offset)
+
+    @app.get("/api/cameras/{camera_id}")
+    async def get_camera(camera_id: str) -> CameraOut:
+        found = await repository.get_camera(engine, camera_id)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
+        return found
+
+    @app.get("/api/cameras/{camera_id}/counts")
+    async def get_counts(
+        camera_id: str, minutes: Annotated[int, Query(ge=1, le=60 * 24 * 31)] = 60
+    ) -> CountsOut:
+        if await repository.get_camera(engine, camera_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
+        since = datetime.now(UTC) - timedelta(minutes=minutes)
+        return await repository.counts(engine, camera_id, since)
+
+    @app.get("/api/workers")
+    async def list_workers() -> list[WorkerOut]:
+        return await repository.list_workers(engine, settings.worker_down_after_s)
+
+    if settings.dashboard_dir.is_dir():
+        app.mount("/", StaticFiles(directory=settings.dashboard_dir, html=True), name="dashboard")
+    return app

@@ -1,0 +1,142 @@
+"""API request/response models. Unknown fields are refused (no mass assignment)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from contracts.broker import Priority
+from contracts.geometry import LineGeometry, Point
+from contracts.ids import check_slug
+
+ALLOWED_SCHEMES = ("rtsp", "rtsps", "http", "https")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LineIn(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    a: Point
+    b: Point
+
+    def geometry(self) -> LineGeometry:
+        return LineGeometry(a=self.a, b=self.b)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> LineIn:
+        self.geometry()  # raises for a degenerate line
+        return self
+
+
+class CameraIn(_Strict):
+    id: Annotated[str, Field(min_length=1, max_length=63)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    region: Annotated[str, Field(min_length=1, max_length=63)] = "local"
+    priority: Priority = Priority.NORMAL
+    target_fps: Annotated[float, Field(gt=0, le=30)] = 5.0
+    batch_frames: Annotated[int, Field(ge=1, le=100)] = 5
+    batch_ms: Annotated[int, Field(ge=50, le=10_000)] = 1000
+    deadline_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    enabled: bool = True
+    lines: Annotated[list[LineIn], Field(max_length=16)] = []
+
+    @field_validator("id", "region")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        return check_slug(value, "id")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"camera url is not a valid URL: {exc}") from None
+        if parts.scheme not in ALLOWED_SCHEMES:
+            raise ValueError(
+                f"camera url scheme must be one of {', '.join(ALLOWED_SCHEMES)}; "
+                f"got {parts.scheme or 'none'!r}"
+            )
+        if not parts.hostname:
+            raise ValueError("camera url has no host")
+        if port == 0:
+            raise ValueError("camera url port must be 1-65535")
+        return value
+
+    @field_validator("lines")
+    @classmethod
+    def _unique_names(cls, lines: list[LineIn]) -> list[LineIn]:
+        names = [line.name for line in lines]
+        if len(names) != len(set(names)):
+            raise ValueError("line names must be unique within a camera")
+        return lines
+
+
+class LineOut(BaseModel):
+    id: int
+    name: str
+    version: int
+    a: Point
+    b: Point
+
+
+class CameraOut(BaseModel):
+    id: str
+    name: str
+    url: str = Field(description="credentials masked")
+    region: str
+    priority: int
+    target_fps: float
+    batch_frames: int
+    batch_ms: int
+    deadline_s: float
+    enabled: bool
+    created_at: datetime
+    lines: list[LineOut]
+    totals: dict[str, int] = Field(description="'line_id:direction:class' -> count")
+
+
+class WorkerOut(BaseModel):
+    id: str
+    worker_type: str
+    region: str
+    capabilities: list[str]
+    queue: str
+    status: str
+    in_flight: int
+    processed: int
+    latency_ema_s: float
+    first_seen_at: datetime
+    last_heartbeat_at: datetime
+    heartbeat_age_s: float
+
+
+class CountRow(BaseModel):
+    line_id: int
+    line_version: int
+    object_class: str
+    direction: str
+    bucket_start: datetime
+    count: int
+
+
+class GapRow(BaseModel):
+    stream_epoch: int
+    seq_from: int
+    seq_to: int
+    reason: str
+    recorded_at: datetime
+
+
+class CountsOut(BaseModel):
+    camera_id: str
+    totals: dict[str, int]
+    buckets: list[CountRow]
+    gaps: list[GapRow]

@@ -1,0 +1,149 @@
+"""Registry reads and writes in PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts.messages import WorkerHeartbeat
+from contracts.secrets import mask_url
+from contracts.tables import (
+    camera_progress,
+    cameras,
+    count_buckets,
+    counting_lines,
+    coverage_gaps,
+    workers,
+)
+from registry.models import CameraIn, CameraOut, CountRow, CountsOut, GapRow, LineOut, WorkerOut
+
+
+class AlreadyExists(Exception):
+    pass
+
+
+async def create_camera(engine: AsyncEngine, camera: CameraIn) -> CameraOut:
+    values = camera.model_dump(exclude={"lines"})
+    values["priority"] = int(camera.priority)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(cameras.insert().values(values))
+            if camera.lines:
+                await conn.execute(
+                    counting_lines.insert().values([
+                        {"camera_id": camera.id, "name": line.name, "version": 1,
+                         "geometry": line.geometry().model_dump()}
+                        for line in camera.lines
+                    ])
+                )
+    except IntegrityError:
+        raise AlreadyExists(camera.id) from None
+    found = await get_camera(engine, camera.id)
+    assert found is not None
+    return found
+
+
+async def _lines(conn: AsyncConnection, camera_ids: list[str]) -> dict[str, list[LineOut]]:
+    rows = await conn.execute(
+        select(counting_lines)
+        .where(counting_lines.c.camera_id.in_(camera_ids), counting_lines.c.active)
+        .order_by(counting_lines.c.id)
+    )
+    out: dict[str, list[LineOut]] = {}
+    for r in rows:
+        out.setdefault(r.camera_id, []).append(
+            LineOut(id=r.id, name=r.name, version=r.version, **r.geometry)
+        )
+    return out
+
+
+async def list_cameras(
+    engine: AsyncEngine, *, limit: int = 100, offset: int = 0, camera_id: str | None = None
+) -> list[CameraOut]:
+    query = (
+        select(cameras, camera_progress.c.totals)
+        .outerjoin(camera_progress, camera_progress.c.camera_id == cameras.c.id)
+        .order_by(cameras.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    if camera_id is not None:
+        query = query.where(cameras.c.id == camera_id)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+        lines = await _lines(conn, [r.id for r in rows])
+    return [
+        CameraOut(
+            id=r.id, name=r.name, url=mask_url(r.url), region=r.region, priority=r.priority,
+            target_fps=r.target_fps, batch_frames=r.batch_frames, batch_ms=r.batch_ms,
+            deadline_s=r.deadline_s, enabled=r.enabled, created_at=r.created_at,
+            lines=lines.get(r.id, []), totals=r.totals or {},
+        )
+        for r in rows
+    ]
+
+
+async def get_camera(engine: AsyncEngine, camera_id: str) -> CameraOut | None:
+    found = await list_cameras(engine, limit=1, camera_id=camera_id)
+    return found[0] if found else None
+
+
+async def counts(engine: AsyncEngine, camera_id: str, since: datetime) -> CountsOut:
+    async with engine.connect() as conn:
+        totals = (
+            await conn.execute(
+                select(camera_progress.c.totals).where(camera_progress.c.camera_id == camera_id)
+            )
+        ).scalar()
+        buckets = await conn.execute(
+            select(count_buckets)
+            .where(count_buckets.c.camera_id == camera_id, count_buckets.c.bucket_start >= since)
+            .order_by(count_buckets.c.bucket_start, count_buckets.c.line_id)
+        )
+        gaps = await conn.execute(
+            select(coverage_gaps)
+            .where(coverage_gaps.c.camera_id == camera_id, coverage_gaps.c.recorded_at >= since)
+            .order_by(coverage_gaps.c.stream_epoch, coverage_gaps.c.seq_from)
+        )
+        return CountsOut(
+            camera_id=camera_id,
+            totals=totals or {},
+            buckets=[CountRow.model_validate(r, from_attributes=True) for r in buckets],
+            gaps=[GapRow.model_validate(r, from_attributes=True) for r in gaps],
+        )
+
+
+async def record_heartbeat(engine: AsyncEngine, beat: WorkerHeartbeat, received_at: datetime,
+                           status: str) -> None:
+    values: dict[str, Any] = {
+        "boot_id": beat.boot_id, "worker_type": beat.worker_type, "region": beat.region,
+        "capabilities": list(beat.capabilities), "queue": beat.queue, "status": status,
+        "in_flight": beat.in_flight, "processed": beat.processed,
+        "latency_ema_s": beat.latency_ema_s, "last_heartbeat_at": received_at,
+    }
+    stmt = insert(workers).values(id=beat.worker_id, first_seen_at=received_at, **values)
+    async with engine.begin() as conn:
+        await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
+
+
+async def list_workers(engine: AsyncEngine, down_after_s: float) -> list[WorkerOut]:
+    now = datetime.now(UTC)
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(workers).order_by(workers.c.id))
+        out = []
+        for r in rows:
+            age = (now - r.last_heartbeat_at).total_seconds()
+            status = r.status if r.status == "stopping" or age <= down_after_s else "down"
+            out.append(WorkerOut(
+                id=r.id, worker_type=r.worker_type, region=r.region,
+                capabilities=list(r.capabilities), queue=r.queue, status=status,
+                in_flight=r.in_flight, processed=r.processed, latency_ema_s=r.latency_ema_s,
+                first_seen_at=r.first_seen_at, last_heartbeat_at=r.last_heartbeat_at,
+                heartbeat_age_s=round(age, 3),
+            ))
+        return out

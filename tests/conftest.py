@@ -1,0 +1,125 @@
+"""Fixtures over the real services: RabbitMQ and PostgreSQL started by the project's scripts.
+
+`./scripts/test` starts them and exports RABBITMQ_URL, RABBITMQ_MANAGEMENT_URL and DATABASE_URL;
+run alone, pytest starts the test profile itself. Each test that needs isolation gets a fresh
+database (cloned from a migrated template) and a fresh RabbitMQ virtual host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from camcount import services
+from migrations import upgrade
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    rabbitmq_url: str
+    management_url: str
+    database_url: str
+
+
+@dataclass(frozen=True)
+class Isolated:
+    """A private database and virtual host for one test."""
+
+    rabbitmq_url: str
+    database_url: str
+    vhost: str
+
+    def env(self) -> dict[str, str]:
+        return {"RABBITMQ_URL": self.rabbitmq_url, "DATABASE_URL": self.database_url}
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[Endpoints]:
+    env = os.environ
+    if env.get("RABBITMQ_URL") and env.get("DATABASE_URL") and env.get("RABBITMQ_MANAGEMENT_URL"):
+        yield Endpoints(env["RABBITMQ_URL"], env["RABBITMQ_MANAGEMENT_URL"], env["DATABASE_URL"])
+        return
+    cfg = services.ServicesConfig.from_env("test")
+    started = services.start_all(cfg)
+    try:
+        yield Endpoints(started.rabbitmq_url, started.rabbitmq_management_url,
+                        started.database_url)
+    finally:
+        if not env.get("CAMCOUNT_KEEP_SERVICES"):
+            services.stop_all(cfg)
+
+
+def _with_path(url: str, path: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=path))
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@pytest.fixture(scope="session")
+def template_db(endpoints: Endpoints) -> Iterator[str]:
+    """A database migrated once per session; tests clone it (CREATE DATABASE ... TEMPLATE)."""
+    name = f"tpl_{os.getpid()}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(_asyncpg_dsn(endpoints.database_url))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}"'))
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    upgrade(_with_path(endpoints.database_url, f"/{name}"))
+    yield name
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def isolated(endpoints: Endpoints, template_db: str) -> AsyncIterator[Isolated]:
+    suffix = uuid.uuid4().hex[:10]
+    db_name, vhost = f"t_{suffix}", f"t_{suffix}"
+    admin = await asyncpg.connect(_asyncpg_dsn(endpoints.database_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{db_name}" TEMPLATE "{template_db}"')
+    finally:
+        await admin.close()
+    mgmt = urlsplit(endpoints.management_url)
+    auth = (mgmt.username or "guest", mgmt.password or "guest")
+    base = urlunsplit(mgmt._replace(netloc=f"{mgmt.hostname}:{mgmt.port}"))
+    async with httpx.AsyncClient(base_url=base, auth=auth, timeout=30) as http:
+        (await http.put(f"/api/vhosts/{vhost}")).raise_for_status()
+        (await http.put(f"/api/permissions/{vhost}/{auth[0]}",
+                        json={"configure": ".*", "write": ".*", "read": ".*"})).raise_for_status()
+        try:
+            yield Isolated(
+                _with_path(endpoints.rabbitmq_url, "/" + quote(vhost, safe="")),
+                _with_path(endpoints.database_url, f"/{db_name}"),
+                vhost,
+            )
+        finally:
+            await http.delete(f"/api/vhosts/{vhost}")
+            admin = await asyncpg.connect(_asyncpg_dsn(endpoints.database_url))
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"test footage not present at {SHARED_DATA} (see ../shared/data/README.md)")
+    return SHARED_DATA

@@ -1,0 +1,163 @@
+"""The worker against the real RabbitMQ and PostgreSQL: counts, duplicates, redelivery,
+dead-lettering with a reason, fencing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aio_pika
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts import broker
+from contracts.batch import EncodedFrame, decode_batch, encode_batch
+from contracts.tables import count_buckets, crossing_events
+from infra import amqp
+from infra.db import create_engine
+from simulator.scenes import SyntheticScene
+from tests.conftest import Isolated
+from tests.support import eventually, progress, publish, scene_batches, seed_camera, truth_totals
+from workers.service import Worker
+from workers.settings import WorkerSettings
+
+WORKER = "w-apply"
+QUEUE = broker.worker_queue_name(WORKER)
+
+
+@asynccontextmanager
+async def running_worker(iso: Isolated) -> AsyncIterator[Worker]:
+    worker = Worker(WorkerSettings(rabbitmq_url=iso.rabbitmq_url, database_url=iso.database_url,
+                                   worker_id=WORKER, retry_delay_s=0.2))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    await eventually(lambda: asyncio.sleep(0, worker.consuming), bool, timeout_s=20)
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def engine(isolated: Isolated) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(isolated.database_url)
+    yield engine
+    await engine.dispose()
+
+
+async def effects(engine: AsyncEngine, camera_id: str) -> tuple[int, int]:
+    async with engine.connect() as conn:
+        events = (await conn.execute(
+            select(func.count()).select_from(crossing_events)
+            .where(crossing_events.c.camera_id == camera_id))).scalar_one()
+        bucket_sum = (await conn.execute(
+            select(func.coalesce(func.sum(count_buckets.c.count), 0))
+            .where(count_buckets.c.camera_id == camera_id))).scalar_one()
+    return int(events), int(bucket_sum)
+
+
+@pytest.mark.slow
+async def test_counts_match_truth_and_duplicates_or_redeliveries_change_nothing(
+    isolated: Isolated, engine: AsyncEngine
+) -> None:
+    line_id = await seed_camera(engine, "cam-a", worker_id=WORKER)
+    scene = SyntheticScene(seed=3, crossings=4, warmup_s=2.0)
+    batches = scene_batches(scene, camera_id="cam-a")
+    last = len(batches) - 1
+    connection = await amqp.connect(isolated.rabbitmq_url, "test")
+    async with connection:
+        channel = await connection.channel()
+        await amqp.declare_frames_topology(channel)
+        queue = await amqp.declare_queue(channel, broker.worker_queue(WORKER))
+        async with running_worker(isolated):
+            for headers, body in batches:
+                await publish(channel, QUEUE, headers, body)
+            done = await eventually(lambda: progress(engine, "cam-a"),
+                                    lambda p: p is not None and p[0] == last)
+            assert done is not None
+            assert done[1] == truth_totals(scene, line_id)
+            before = await effects(engine, "cam-a")
+            assert before == (len(scene.truth()), len(scene.truth()))
+            # Duplicates: the same batch ids published again.
+            for k in (0, 5, last):
+                await publish(channel, QUEUE, *batches[k])
+            await eventually(lambda: queue.declare(), lambda q: q.message_count == 0)
+            await asyncio.sleep(0.5)
+
+        # A redelivery: a consumer takes a batch and dies before acking it.
+        await publish(channel, QUEUE, *batches[2])
+        crashing = await connection.channel()
+        taken = await (await crashing.get_queue(QUEUE)).get(no_ack=False)
+        assert taken is not None and not taken.redelivered
+        await crashing.close()  # unacked: RabbitMQ requeues it, flagged redelivered
+
+        async with running_worker(isolated) as restarted:  # a fresh process: empty caches
+            await eventually(lambda: asyncio.sleep(0, restarted.processed), lambda n: n >= 1)
+        assert await effects(engine, "cam-a") == before
+        assert (await progress(engine, "cam-a")) == done
+        dead = await amqp.declare_queue(channel, broker.DEAD_QUEUE)
+        assert dead.declaration_result.message_count == 0
+
+
+@pytest.mark.slow
+async def test_bad_messages_are_dead_lettered_with_a_reason_and_the_worker_goes_on(
+    isolated: Isolated, engine: AsyncEngine
+) -> None:
+    await seed_camera(engine, "cam-b", worker_id=WORKER)
+    scene = SyntheticScene(seed=5, crossings=1, warmup_s=1.0)
+    good = scene_batches(scene, camera_id="cam-b")
+    connection = await amqp.connect(isolated.rabbitmq_url, "test")
+    async with connection, running_worker(isolated) as worker:
+        channel = await connection.channel()
+        headers0, body0 = good[0]
+        await channel.default_exchange.publish(
+            aio_pika.Message(b"not a batch", headers=headers0.to_amqp(), message_id="junk-1"),
+            routing_key=QUEUE)
+        await channel.default_exchange.publish(
+            aio_pika.Message(body0, headers={"camera_id": "cam-b"}, message_id="junk-2"),
+            routing_key=QUEUE)
+        # A batch with one corrupt JPEG: that frame is skipped, the rest is counted.
+        frames = decode_batch(body0)
+        broken = [frames[0], EncodedFrame(frames[1].captured_at, frames[1].width,
+                                          frames[1].height, b"\xff\xd8garbage"), *frames[2:]]
+        await publish(channel, QUEUE, headers0, encode_batch(broken))
+        for headers, body in good[1:]:
+            await publish(channel, QUEUE, headers, body)
+        done = await eventually(lambda: progress(engine, "cam-b"),
+                                lambda p: p is not None and p[0] == len(good) - 1)
+        assert done is not None and sum(done[1].values()) == 1
+        assert worker.consuming
+
+        dead = await channel.get_queue(broker.FRAMES_DEAD)
+        reasons = {}
+        for _ in range(2):
+            message = await dead.get(timeout=5)
+            assert message is not None
+            await message.ack()
+            reasons[message.message_id] = str(message.headers[broker.HEADER_ERROR])
+        assert "unknown magic" in reasons["junk-1"]
+        assert "stream_epoch" in reasons["junk-2"] and "seq" in reasons["junk-2"]
+
+
+@pytest.mark.slow
+async def test_a_stale_assignment_epoch_cannot_commit(
+    isolated: Isolated, engine: AsyncEngine
+) -> None:
+    """Fencing: the camera was reassigned (epoch 2); a batch routed under epoch 1 is not
+    applied by this worker but handed back to the balancer's ingress queue."""
+    await seed_camera(engine, "cam-c", worker_id=WORKER, epoch=2)
+    scene = SyntheticScene(seed=7, crossings=1, warmup_s=0.5)
+    headers, body = scene_batches(scene, camera_id="cam-c", assignment_epoch=1)[0]
+    connection = await amqp.connect(isolated.rabbitmq_url, "test")
+    async with connection, running_worker(isolated):
+        channel = await connection.channel()
+        await publish(channel, QUEUE, headers, body)
+        ingress = await channel.get_queue(broker.FRAMES_INGRESS)
+        returned = await eventually(lambda: ingress.get(fail=False), lambda m: m is not None)
+        assert returned is not None
+        assert returned.message_id == str(headers.batch_id)
+        assert "assignment_epoch" not in (returned.headers or {})
+        assert await progress(engine, "cam-c") is None

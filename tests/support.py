@@ -1,0 +1,111 @@
+"""Shared test helpers: frames from the simulator's pure scenes, seeding rows, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import aio_pika
+from aio_pika.abc import AbstractChannel
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.batch import EncodedFrame, encode_batch
+from contracts.messages import BatchHeaders
+from contracts.tables import assignments, camera_progress, cameras, counting_lines
+from ingest.jpeg import encode_jpeg
+from simulator.scenes import SyntheticScene
+
+T = TypeVar("T")
+
+VERTICAL_LINE = {"a": {"x": 0.5, "y": 0.0}, "b": {"x": 0.5, "y": 1.0}}
+
+
+def scene_batches(
+    scene: SyntheticScene, *, camera_id: str, fps: float = 10, batch_frames: int = 5,
+    stream_epoch: int = 1, assignment_epoch: int | None = 1, deadline_s: float = 3600,
+    start_at: float | None = None,
+) -> list[tuple[BatchHeaders, bytes]]:
+    """The whole scene sampled at `fps`, JPEG-encoded and batched like ingest does."""
+    base = start_at if start_at is not None else time.time()
+    n_frames = int(scene.duration_s * fps) + int(fps)  # one quiet second after the last exit
+    frames = []
+    for i in range(n_frames):
+        jpeg, w, h = encode_jpeg(scene.render(i / fps), 640, 80)
+        frames.append(EncodedFrame(base + i / fps, w, h, jpeg))
+    out = []
+    for seq, start in enumerate(range(0, len(frames), batch_frames)):
+        chunk = frames[start : start + batch_frames]
+        headers = BatchHeaders(
+            camera_id=camera_id, stream_epoch=stream_epoch, seq=seq,
+            captured_at=chunk[0].captured_at, deadline_at=chunk[0].captured_at + deadline_s,
+            frame_count=len(chunk), assignment_epoch=assignment_epoch,
+        )
+        out.append((headers, encode_batch(chunk)))
+    return out
+
+
+def truth_totals(scene: SyntheticScene, line_id: int) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for crossing in scene.truth():
+        direction = "in" if crossing.direction == "left_to_right" else "out"
+        key = f"{line_id}:{direction}:motion"
+        totals[key] = totals.get(key, 0) + 1
+    return totals
+
+
+async def seed_camera(
+    engine: AsyncEngine, camera_id: str, *, url: str = "rtsp://camera.invalid/x",
+    worker_id: str | None = None, epoch: int = 1,
+) -> int:
+    """Insert a camera with one vertical centre line (and optionally its assignment)."""
+    async with engine.begin() as conn:
+        await conn.execute(cameras.insert().values(id=camera_id, name=camera_id, url=url))
+        line_id = (
+            await conn.execute(
+                counting_lines.insert()
+                .values(camera_id=camera_id, name="centre", version=1, geometry=VERTICAL_LINE)
+                .returning(counting_lines.c.id)
+            )
+        ).scalar_one()
+        if worker_id is not None:
+            await conn.execute(
+                assignments.insert().values(camera_id=camera_id, worker_id=worker_id, epoch=epoch)
+            )
+    return int(line_id)
+
+
+async def progress(engine: AsyncEngine, camera_id: str) -> tuple[int, dict[str, int]] | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(camera_progress.c.last_seq, camera_progress.c.totals)
+                .where(camera_progress.c.camera_id == camera_id)
+            )
+        ).first()
+    return (int(row.last_seq), dict(row.totals)) if row else None
+
+
+async def publish(channel: AbstractChannel, queue: str, headers: BatchHeaders, body: bytes) -> None:
+    await channel.default_exchange.publish(
+        aio_pika.Message(body, headers=headers.to_amqp(), message_id=str(headers.batch_id),
+                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        routing_key=queue,
+    )
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout_s: float = 30,
+    interval_s: float = 0.1,
+) -> T:
+    """Poll until ok(probe()) or fail with the last value seen."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s; last value: {value!r}")
+        await asyncio.sleep(interval_s)

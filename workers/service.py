@@ -1,0 +1,169 @@
+"""Worker wiring: its own queue, heartbeats, detect -> track/count -> one transaction -> ack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from contracts import broker
+from contracts.batch import decode_batch
+from contracts.gaps import GapSpan
+from contracts.messages import BatchHeaders, MessageError, WorkerHeartbeat
+from infra import amqp, db, ops
+from infra.gaps import record_gaps
+from workers import metrics
+from workers.frames import decode_frames
+from workers.motion import MotionDetector
+from workers.repository import CachedState, Outcome, apply_batch
+from workers.settings import WorkerSettings
+from workers.tracking import TrackerConfig
+
+log = logging.getLogger("camcount.worker")
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.boot_id = secrets.token_hex(8)
+        self.queue_name = broker.worker_queue_name(settings.worker_id)
+        self.engine = db.create_engine(settings.database_url)
+        self.tracker_config = TrackerConfig()
+        self.detectors: dict[str, MotionDetector] = {}
+        self.cache: dict[str, CachedState] = {}
+        self.in_flight = 0
+        self.processed = 0
+        self.latency_ema_s = 0.0
+        self.consuming = False
+        self.stopping = False
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": self.consuming, "worker_id": self.settings.worker_id,
+                "processed": self.processed, "in_flight": self.in_flight}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        connection = await amqp.connect(self.settings.rabbitmq_url, self.settings.worker_id)
+        server = ops.ops_server(self.settings.ops_host, self.settings.ops_port, self.health)
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self.settings.prefetch_count)
+            await amqp.declare_frames_topology(channel)
+            queue = await amqp.declare_queue(channel, broker.worker_queue(self.settings.worker_id))
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(server.serve())
+                beats = tg.create_task(self._heartbeats(channel, stop))
+                async with queue.iterator() as batches:
+                    consumer = tg.create_task(self._consume(channel, batches))
+                    self.consuming = True
+                    log.info("worker ready id=%s queue=%s prefetch=%d",
+                             self.settings.worker_id, self.queue_name,
+                             self.settings.prefetch_count)
+                    await stop.wait()
+                    # Drain: stop taking deliveries, finish the batch in hand; what was
+                    # prefetched but not started goes back to the queue when the channel closes.
+                    self.consuming = False
+                    await batches.close()
+                    await consumer
+                await beats
+                server.should_exit = True
+        finally:
+            await connection.close()
+            await self.engine.dispose()
+
+    async def _consume(
+        self, channel: AbstractChannel, batches: AsyncIterator[AbstractIncomingMessage]
+    ) -> None:
+        # One at a time, in delivery order: a camera's batches must apply in sequence.
+        async for message in batches:
+            await self._handle(channel, message)
+
+    async def _heartbeats(self, channel: AbstractChannel, stop: asyncio.Event) -> None:
+        exchange = await channel.get_exchange(broker.HEARTBEATS)
+        while True:
+            beat = WorkerHeartbeat(
+                worker_id=self.settings.worker_id, boot_id=self.boot_id,
+                worker_type=self.settings.worker_type, region=self.settings.region,
+                capabilities=(self.settings.worker_type,), queue=self.queue_name,
+                in_flight=self.in_flight, processed=self.processed,
+                latency_ema_s=self.latency_ema_s, sent_at=time.time(), stopping=stop.is_set(),
+            )
+            await exchange.publish(
+                aio_pika.Message(beat.model_dump_json().encode(),
+                                 content_type="application/json", expiration=10),
+                routing_key="",
+            )
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.heartbeat_interval_s)
+
+    async def _handle(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
+        self.in_flight += 1
+        metrics.IN_FLIGHT.inc()
+        try:
+            await asyncio.wait_for(self._process(channel, message), self.settings.job_timeout_s)
+        except MessageError as exc:
+            log.warning("dead-lettering message %s: %s", message.message_id, exc)
+            await amqp.dead_letter(channel, message, str(exc), f"worker:{self.settings.worker_id}")
+            metrics.DEAD_LETTERED.inc()
+        except Exception:
+            log.exception("batch %s failed; it will be redelivered", message.message_id)
+            metrics.BATCHES.labels("error").inc()
+            await asyncio.sleep(self.settings.retry_delay_s)
+            await message.nack(requeue=True)
+        finally:
+            self.in_flight -= 1
+            metrics.IN_FLIGHT.dec()
+
+    async def _process(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
+        headers = BatchHeaders.from_amqp(message.headers)
+        if headers.assignment_epoch is None:
+            raise MessageError("batch reached a worker without an assignment_epoch header")
+        frames = decode_batch(message.body)
+        if time.time() > headers.deadline_at:
+            async with self.engine.begin() as conn:
+                await record_gaps(conn, headers.camera_id,
+                                  [GapSpan(headers.stream_epoch, headers.seq, headers.seq,
+                                           "stale")])
+            metrics.BATCHES.labels("stale").inc()
+            await message.ack()
+            return
+        decoded = await asyncio.to_thread(decode_frames, frames)
+        metrics.CORRUPT_FRAMES.inc(decoded.corrupt)
+        metrics.FRAMES.inc(len(decoded.images))
+        detector = self.detectors.setdefault(headers.camera_id, MotionDetector())
+        detections = await asyncio.to_thread(detector.detect, decoded.images)
+        result = await apply_batch(
+            self.engine, self.settings.worker_id, headers, decoded.captured_at, detections,
+            self.cache.get(headers.camera_id), self.tracker_config,
+        )
+        if result.outcome is Outcome.APPLIED:
+            assert result.state is not None and result.progress is not None
+            self.cache[headers.camera_id] = CachedState(result.progress, result.state)
+            metrics.CROSSINGS.inc(len(result.crossings))
+            latency = time.time() - headers.captured_at
+            metrics.LATENCY.observe(latency)
+            self.latency_ema_s = 0.8 * self.latency_ema_s + 0.2 * latency
+        elif result.outcome is Outcome.FENCED:
+            # The camera moved to another worker: hand the batch back for re-routing.
+            self.cache.pop(headers.camera_id, None)
+            await self._reroute(channel, message)
+        metrics.BATCHES.labels(result.outcome.value).inc()
+        self.processed += 1
+        await message.ack()
+
+    async def _reroute(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
+        headers = {k: v for k, v in (message.headers or {}).items() if k != "assignment_epoch"}
+        await channel.default_exchange.publish(
+            aio_pika.Message(message.body, headers=headers, message_id=message.message_id,
+                             priority=message.priority,
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=broker.FRAMES_INGRESS,
+        )
