@@ -52,13 +52,17 @@ class H264Decoder:
         try:
             frames = self._ctx.decode(packet)
             images = [
-                DecodedImage(frame.to_ndarray(format="bgr24"), frame.pts) for frame in frames
+                DecodedImage(
+                    np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8), frame.pts
+                )
+                for frame in frames
             ]
         except (av.error.FFmpegError, ValueError) as exc:
             self.corrupt_access_units += 1
             if self.corrupt_access_units == 1 or self.corrupt_access_units % 100 == 0:
-                _log.warning("corrupt access unit skipped (%d so far): %s",
-                             self.corrupt_access_units, exc)
+                _log.warning(
+                    "corrupt access unit skipped (%d so far): %s", self.corrupt_access_units, exc
+                )
             return []
         self.decoded_frames += len(images)
         return images

@@ -71,10 +71,6 @@ def mask_credentials(text: str) -> str:
     return _AUTH_HEADER.sub(r"\g<name> ***", text)
 
 
-def mask_url(url: str) -> str:
-    return mask_credentials(url)
-
-
 class _MaskingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -84,9 +80,12 @@ class _MaskingFilter(logging.Filter):
         return True
 
 
-# aiortsp logs requests (with Authorization headers) at debug level through this logger.
+# aiortsp logs through this logger: requests with their Authorization header at debug level
+# (masked by the filter), and half a dozen info lines per connection, hence WARNING by default;
+# lower this logger's level to see them.
 _aiortsp_log = logging.getLogger(f"{__name__}.aiortsp")
 _aiortsp_log.addFilter(_MaskingFilter())
+_aiortsp_log.setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +154,9 @@ class _Reception:
         if self.ssrc != ssrc:
             if self.ssrc is not None:
                 self.stream_id += 1
-                _log.info("SSRC changed %08x -> %08x: new stream %d", self.ssrc, ssrc,
-                          self.stream_id)
+                _log.info(
+                    "SSRC changed %08x -> %08x: new stream %d", self.ssrc, ssrc, self.stream_id
+                )
             self.ssrc = ssrc
         if self.queue.qsize() >= MAX_QUEUED_PACKETS:
             # Dropping here shows up downstream as a sequence gap, hence as counted loss.
@@ -212,7 +212,7 @@ class RtspStream:
     """A playing RTSP session; iterate `packets()` until it raises."""
 
     def __init__(self, url: str, media: MediaDescription, reception: _Reception) -> None:
-        self.url = mask_url(url)
+        self.url = mask_credentials(url)
         self.media = media
         self._reception = reception
 
@@ -249,15 +249,20 @@ async def open_stream(
     # aiortsp's session strips the scheme and credentials it sends: give it a plain rtsp(s) URL.
     scheme = "rtsps" if parts.scheme == "rtsps" else "rtsp"
     request_url = urlunsplit(parts._replace(scheme=scheme))
-    masked = mask_url(url)
+    masked = mask_credentials(url)
     tls = ssl.create_default_context() if scheme == "rtsps" else None
     port = parts.port or (322 if tls else 554)
 
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     connection = RTSPConnection(
-        parts.hostname, port, username, password,
-        logger=_aiortsp_log, timeout=timeout_s, ssl=tls,
+        parts.hostname,
+        port,
+        username,
+        password,
+        logger=_aiortsp_log,
+        timeout=timeout_s,
+        ssl=tls,
     )
     try:
         await connection.prepare()
@@ -270,7 +275,8 @@ async def open_stream(
     session = RTSPMediaSession(connection, request_url, transport=rtp, logger=_aiortsp_log)
     supervisor: asyncio.Task[None] | None = None
     try:
-        await _step("setup", masked, _prepare_and_setup(rtp, session))
+        await _step("setup", masked, rtp.prepare())
+        await _step("setup", masked, session.setup())
         media = _describe(session)
         if accept_codecs is not None and media.codec not in accept_codecs:
             raise RtspError("unsupported_codec", f"{masked} carries {media.codec}")
@@ -286,11 +292,6 @@ async def open_stream(
         await _close(connection, rtp, session, timeout_s)
 
 
-async def _prepare_and_setup(rtp: Any, session: Any) -> None:
-    await rtp.prepare()
-    await session.setup()
-
-
 async def _step(what: str, masked: str, awaitable: Any) -> Any:
     """Run one aiortsp step, turning whatever it raises into an RtspError with a reason."""
     try:
@@ -303,8 +304,8 @@ async def _step(what: str, masked: str, awaitable: Any) -> Any:
         detail = f"{response.status} {response.status_msg}" if response is not None else "error"
         method = _FAILED_METHOD.search(str(exc.args[0]) if exc.args else "")
         what = method.group(1) if method else what
-        raise RtspError(_status_reason(status), f"{what} {masked}: {detail}", status=status) \
-            from None
+        reason = _STATUS_REASONS.get(status or 0, "protocol")
+        raise RtspError(reason, f"{what} {masked}: {detail}", status=status) from None
     except RTSPTimeoutError:
         raise RtspError("timeout", f"{what} {masked}: no answer in time") from None
     except RTSPConnectionError as exc:
@@ -318,13 +319,12 @@ async def _step(what: str, masked: str, awaitable: Any) -> Any:
 _FAILED_METHOD = re.compile(r"request error for (\w+) ")
 
 
-def _status_reason(status: int | None) -> RtspFailure:
-    return {
-        401: "auth_failed",
-        403: "auth_failed",
-        404: "not_found",
-        461: "unsupported_transport",
-    }.get(status or 0, "protocol")  # type: ignore[return-value]
+_STATUS_REASONS: dict[int, RtspFailure] = {
+    401: "auth_failed",
+    403: "auth_failed",
+    404: "not_found",
+    461: "unsupported_transport",
+}
 
 
 def _connect_error(exc: RTSPConnectionError, masked: str, timeout_s: float) -> RtspError:
@@ -381,7 +381,9 @@ def _end_reason(future: asyncio.Future[Any], masked: str) -> RtspError:
         return RtspError("ended", f"{masked}: the server closed the session")
     if isinstance(error, TimeoutError):
         return RtspError("timeout", f"{masked}: no RTP data in time")
-    if isinstance(error, RTSPConnectionError) and isinstance(error.__cause__, ValueError | AssertionError):
+    if isinstance(error, RTSPConnectionError) and isinstance(
+        error.__cause__, ValueError | AssertionError
+    ):
         return RtspError("protocol", f"{masked}: invalid data from the server")
     return RtspError("connection_lost", f"{masked}: {type(error).__name__}")
 
@@ -398,4 +400,3 @@ async def _close(connection: Any, rtp: Any, session: Any, timeout_s: float) -> N
     for future in (connection.result, rtp.result):
         if future.done() and not future.cancelled():
             future.exception()  # mark retrieved: nobody else will look at it
-

@@ -6,7 +6,7 @@ when the server closed the session); reconnecting is the caller's policy.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,12 +69,13 @@ async def rtsp_frames(
     transport: Transport = "tcp",
     timeout_s: float = 10.0,
     stats: SourceStats | None = None,
-) -> AsyncIterator[DecodedFrame]:
+) -> AsyncGenerator[DecodedFrame, None]:
     """Yield decoded BGR frames from an H.264 RTSP stream until it fails (RtspError)."""
     counters = stats if stats is not None else SourceStats()
     async with (
-        open_stream(url, transport=transport, timeout_s=timeout_s, accept_codecs=("H264",))
-        as stream,
+        open_stream(
+            url, transport=transport, timeout_s=timeout_s, accept_codecs=("H264",)
+        ) as stream,
         AsyncH264Decoder() as decoder,
     ):
         media = stream.media

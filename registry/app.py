@@ -1,6 +1,8 @@
-"""The REST API (FastAPI) and the dashboard's static files."""
+"""The REST API (FastAPI) and the dashboard's static files.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: FastAPI reads the route annotations at
+definition time, and some close over settings (the maximum page size).
+"""
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,7 +23,6 @@ def create_app(
     settings: RegistrySettings, engine: AsyncEngine, health: Callable[[], dict[str, Any]]
 ) -> FastAPI:
     app = FastAPI(title="camcount registry", version="0.1.0")
-    page = Annotated[int, Query(ge=1, le=settings.max_page_size)]
 
     @app.get("/health")
     async def get_health(response: Response) -> dict[str, Any]:
@@ -48,7 +49,8 @@ def create_app(
 
     @app.get("/api/cameras")
     async def list_cameras(
-        limit: page = 100, offset: Annotated[int, Query(ge=0)] = 0
+        limit: Annotated[int, Query(ge=1, le=settings.max_page_size)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
     ) -> list[CameraOut]:
         return await repository.list_cameras(engine, limit=limit, offset=offset)
 

@@ -35,7 +35,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    parser.add_argument("--port", type=int, default=8554, help="TCP port, 0 for any (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=8554, help="TCP port, 0 for any (default %(default)s)"
+    )
     parser.add_argument(
         "--mount",
         dest="mounts",

@@ -230,8 +230,7 @@ class _Connection:
         del self._sessions[session.id]
         if session.thread is not None:
             session.thread.stop()
-        _log.info("session %s (%s) torn down by %s", session.id, session.media.spec.name,
-                  self.peer)
+        _log.info("session %s (%s) torn down by %s", session.id, session.media.spec.name, self.peer)
         return 200, {}, b""
 
     # --- media ---------------------------------------------------------------------------
@@ -255,8 +254,12 @@ class _Connection:
         if self._writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER_BYTES:
             session.dropped_frames += 1
             if session.dropped_frames == 1 or session.dropped_frames % 100 == 0:
-                _log.warning("client %s is too slow: %d frames of %s dropped", self.peer,
-                             session.dropped_frames, session.media.spec.name)
+                _log.warning(
+                    "client %s is too slow: %d frames of %s dropped",
+                    self.peer,
+                    session.dropped_frames,
+                    session.media.spec.name,
+                )
             return
         self._writer.write(_interleave(session.channels.rtp_channel, packets))
 
@@ -264,8 +267,9 @@ class _Connection:
         if session.id not in self._sessions:
             return
         if error is None:
-            _log.info("session %s: %s played to the end; closing", session.id,
-                      session.media.spec.name)
+            _log.info(
+                "session %s: %s played to the end; closing", session.id, session.media.spec.name
+            )
             self._send(_interleave(session.channels.rtcp_channel, [rtcp_bye(session.ssrc)]))
         # A session whose media has ended has nothing more to say: closing the connection is
         # how an interleaved-TCP client learns it (it cannot miss it, unlike a lone BYE).
@@ -316,9 +320,7 @@ class RtspServer:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def serve(
-    settings: SimulatorSettings, ready: Callable[[int], None] | None = None
-) -> None:
+async def serve(settings: SimulatorSettings, ready: Callable[[int], None] | None = None) -> None:
     """Serve every mount until cancelled. `ready` gets the bound port (useful with port 0)."""
     prepared = await asyncio.gather(
         *(asyncio.to_thread(prepare_mount, spec) for spec in settings.mounts)

@@ -85,8 +85,9 @@ class StreamThread:
             due = start + (index - anchor_index) / fps
             wait_s = due - self._clock()
             if wait_s < -MAX_LAG_S:
-                _log.warning("mount %s runs %.1f s late; re-anchoring", self._media.spec.name,
-                             -wait_s)
+                _log.warning(
+                    "mount %s runs %.1f s late; re-anchoring", self._media.spec.name, -wait_s
+                )
                 start, anchor_index = self._clock(), index
             elif self._stop.wait(max(wait_s, 0.0)):
                 return

@@ -8,6 +8,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,9 +40,9 @@ async def simulator() -> AsyncIterator[str]:
         await task
 
 
-async def take(url: str, count: int, **kwargs: object) -> list[DecodedFrame]:
+async def take(url: str, count: int, **kwargs: Any) -> list[DecodedFrame]:
     frames: list[DecodedFrame] = []
-    async with contextlib.aclosing(rtsp_frames(url, **kwargs)) as stream:  # type: ignore[arg-type]
+    async with contextlib.aclosing(rtsp_frames(url, **kwargs)) as stream:
         async for frame in stream:
             frames.append(frame)
             if len(frames) == count:
@@ -126,6 +127,7 @@ async def test_auth_failure_is_typed_and_never_shows_the_password(
     server = await asyncio.start_server(always_401, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="ingest.rtsp_client.aiortsp")  # it logs requests
     try:
         with pytest.raises(RtspError) as caught:
             await take(f"rtsp://admin:s3cr3t@127.0.0.1:{port}/cam1", 1, timeout_s=3.0)

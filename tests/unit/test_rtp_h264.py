@@ -76,7 +76,9 @@ def expected_annexb(unit: Unit, sps: bytes | None, pps: bytes | None) -> bytes:
     if unit.is_idr:
         kinds = {n[0] & 0x1F for n in nals}
         head = 1 if nals[0][0] & 0x1F == 9 else 0
-        missing = [p for p, k in ((sps, NAL_SPS), (pps, NAL_PPS)) if p is not None and k not in kinds]
+        missing = [
+            p for p, k in ((sps, NAL_SPS), (pps, NAL_PPS)) if p is not None and k not in kinds
+        ]
         nals[head:head] = missing
     return b"".join(START + n for n in nals)
 
@@ -133,9 +135,7 @@ def test_round_trip_gives_identical_access_units(
 
 @settings(max_examples=150, deadline=None)
 @given(units=streams(), mtu=st.integers(60, 1500), data=st.data())
-def test_lost_packet_resyncs_at_next_idr(
-    units: list[Unit], mtu: int, data: st.DataObject
-) -> None:
+def test_lost_packet_resyncs_at_next_idr(units: list[Unit], mtu: int, data: st.DataObject) -> None:
     packetizer = H264Packetizer(ssrc=1, initial_sequence=65530, mtu=mtu)
     per_unit = packetize(units, packetizer)
     flat = [(index, p) for index, packets in enumerate(per_unit) for p in packets]
@@ -190,8 +190,8 @@ def test_gap_drops_until_idr_and_counts() -> None:
 def test_stap_a_hand_made_packet() -> None:
     sei = nal(6, b"\x05\x01\x02\x80")
     payload = bytes([0x78])  # F=0, NRI=3, type 24
-    for unit in (SPS, PPS, sei):
-        payload += struct.pack("!H", len(unit)) + unit
+    for part in (SPS, PPS, sei):
+        payload += struct.pack("!H", len(part)) + part
     idr = nal(NAL_IDR, b"\x88\x84\x00\x33")
     header = rtp_header(payload_type=96, sequence=10, timestamp=900, ssrc=5, marker=False)
     header2 = rtp_header(payload_type=96, sequence=11, timestamp=900, ssrc=5, marker=True)

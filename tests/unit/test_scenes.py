@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -29,7 +31,9 @@ def test_truth_is_deterministic_by_seed(seed: int, crossings: int) -> None:
 
 
 def test_different_seeds_give_different_scripts() -> None:
-    assert SyntheticScene(seed=1, crossings=4).truth() != SyntheticScene(seed=2, crossings=4).truth()
+    assert (
+        SyntheticScene(seed=1, crossings=4).truth() != SyntheticScene(seed=2, crossings=4).truth()
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -38,7 +42,7 @@ def test_objects_never_share_the_screen(seed: int, crossings: int, warmup_s: flo
     scene = SyntheticScene(seed=seed, crossings=crossings, warmup_s=warmup_s)
     objects = scene.objects
     assert objects[0].enter_s == pytest.approx(warmup_s)
-    for earlier, later in zip(objects, objects[1:], strict=False):
+    for earlier, later in itertools.pairwise(objects):
         assert earlier.exit_s < later.enter_s
     assert scene.duration_s == objects[-1].exit_s
     for obj in objects:
@@ -109,16 +113,25 @@ def test_without_loop_the_scene_stays_static_after_the_script() -> None:
 
 def test_mount_spec_builds_the_same_scene() -> None:
     spec = parse_mount("cam1:synthetic:seed=7,crossings=6,fps=25,warmup_s=1.5")
-    assert spec == MountSpec(name="cam1", kind="synthetic", seed=7, crossings=6, fps=25,
-                             warmup_s=1.5)
+    assert spec == MountSpec(
+        name="cam1", kind="synthetic", seed=7, crossings=6, fps=25, warmup_s=1.5
+    )
     assert spec.scene().truth() == SyntheticScene(seed=7, crossings=6, warmup_s=1.5).truth()
 
 
 def test_parse_mount_file_and_errors() -> None:
     spec = parse_mount("clip:file:path=/videos/a,b.mp4,loop=true")
     assert spec.kind == "file" and str(spec.path) == "/videos/a,b.mp4" and spec.loop
-    for bad in ("cam1", "cam1:nope", "cam1:synthetic:seed", "cam1:file", "c:synthetic:width=641",
-                "c:synthetic:colour=red", "c:synthetic:seed=1,seed=2", "bad name:synthetic"):
+    for bad in (
+        "cam1",
+        "cam1:nope",
+        "cam1:synthetic:seed",
+        "cam1:file",
+        "c:synthetic:width=641",
+        "c:synthetic:colour=red",
+        "c:synthetic:seed=1,seed=2",
+        "bad name:synthetic",
+    ):
         with pytest.raises(ValueError):
             parse_mount(bad)
     with pytest.raises(ValueError, match="duplicate"):
