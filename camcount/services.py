@@ -79,7 +79,8 @@ class ServicesConfig:
 
     @property
     def node_name(self) -> str:
-        return f"camcount-{self.profile}@localhost"
+        # All nodes on the machine share one epmd, so the name must differ wherever ports do.
+        return f"camcount-{self.profile}-{self.amqp_port}@localhost"
 
 
 @dataclass(frozen=True)

@@ -49,14 +49,23 @@ class BatchHeaders(_Frozen):
         return BatchId(self.camera_id, self.stream_epoch, self.seq)
 
     def to_amqp(self) -> dict[str, Any]:
-        # AMQP tables carry no None; an absent key reads back as None.
-        return {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
+        """Header table for the wire. Instants travel as integer microseconds (`*_us`): AMQP
+        client libraries encode Python floats in tables as 32-bit floats, which would round a
+        Unix time by up to a minute. AMQP tables carry no None: absent reads back as None."""
+        table = {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
+        for name in _INSTANTS:
+            table[f"{name}_us"] = round(table.pop(name) * 1_000_000)
+        return table
 
     @classmethod
     def from_amqp(cls, headers: Mapping[str, Any] | None) -> BatchHeaders:
         if not headers:
             raise MessageError("frame batch has no headers")
         known = {k: _plain(v) for k, v in headers.items() if k in cls.model_fields}
+        for name in _INSTANTS:
+            wire = headers.get(f"{name}_us")
+            if isinstance(wire, int) and not isinstance(wire, bool):
+                known[name] = wire / 1_000_000
         try:
             return cls.model_validate(known)
         except ValidationError as exc:
@@ -64,6 +73,9 @@ class BatchHeaders(_Frozen):
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise MessageError(f"invalid batch headers: {problems}") from None
+
+
+_INSTANTS = ("captured_at", "deadline_at")
 
 
 def _plain(value: Any) -> Any:

@@ -312,12 +312,14 @@ class RtspServer:
             self._connections.pop(connection, None)
 
     async def close_all(self) -> None:
+        # Closing the sockets ends each handler at its next read. Cancelling the handler tasks
+        # instead makes Python 3.11's asyncio.streams log every one of them as an error.
         tasks = list(self._connections.values())
-        for task in tasks:
-            task.cancel()
-        for connection in list(self._connections):
-            await connection.close()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(connection.close() for connection in list(self._connections)))
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=5.0)
+            for task in stuck:
+                task.cancel()
 
 
 async def serve(settings: SimulatorSettings, ready: Callable[[int], None] | None = None) -> None:

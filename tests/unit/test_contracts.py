@@ -108,3 +108,16 @@ def test_degenerate_line_is_refused() -> None:
 )
 def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_instants_survive_the_amqp_table_encoding_to_the_microsecond() -> None:
+    from pamqp import decode, encode
+
+    headers = BatchHeaders.from_amqp(_headers(captured_at=1795384792.123456,
+                                              deadline_at=1795384802.654321))
+    wire = encode.field_table(headers.to_amqp())
+    _, table = decode.field_table(wire)
+    back = BatchHeaders.from_amqp(table)
+    assert back.captured_at == pytest.approx(1795384792.123456, abs=1e-6)
+    assert back.deadline_at == pytest.approx(1795384802.654321, abs=1e-6)
+    assert back == headers

@@ -1,0 +1,22 @@
+# One image for every camcount role; the command picks the role (`camcount <role>`).
+# GPU workers use the same image with the NVIDIA runtime: onnxruntime-gpu falls back to the
+# CPU where no GPU is visible.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY contracts contracts
+COPY infra infra
+COPY ingest ingest
+COPY balancer balancer
+COPY workers workers
+COPY registry registry
+COPY broadcaster broadcaster
+COPY simulator simulator
+COPY camcount camcount
+COPY migrations migrations
+COPY dashboard dashboard
+RUN pip install . && useradd --system --uid 10001 camcount
+USER camcount
+ENTRYPOINT ["camcount"]
