@@ -11,7 +11,6 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
-from pydantic import ValidationError
 
 from balancer import metrics
 from balancer.assignments import assign, load_all
@@ -47,12 +46,10 @@ class Balancer:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.settings.ingress_prefetch)
             ingress = await amqp.declare_frames_topology(channel)
-            beats = await channel.declare_queue(exclusive=True, auto_delete=True)
-            await beats.bind(broker.HEARTBEATS)
             self.assigned = await load_all(self.engine)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(server.serve())
-                beat_tag = await beats.consume(self._on_heartbeat, no_ack=True)
+                beats, beat_tag = await amqp.consume_heartbeats(channel, self._on_heartbeat)
                 async with ingress.iterator() as batches:
                     consumer = tg.create_task(self._route_all(channel, batches))
                     self.consuming = True
@@ -68,12 +65,7 @@ class Balancer:
             await connection.close()
             await self.engine.dispose()
 
-    async def _on_heartbeat(self, message: AbstractIncomingMessage) -> None:
-        try:
-            beat = WorkerHeartbeat.model_validate_json(message.body)
-        except ValidationError as exc:
-            log.warning("ignoring malformed heartbeat: %s", exc.errors()[0]["msg"])
-            return
+    def _on_heartbeat(self, beat: WorkerHeartbeat) -> None:
         self.liveness.observe(beat, time.monotonic())
 
     async def _route_all(

@@ -47,9 +47,7 @@ class Broadcaster:
         await listener.add_listener(OUTBOX_CHANNEL, lambda *_: wake.set())
         try:
             channel = await connection.channel()
-            exchange = await amqp.declare_exchange(
-                channel, next(e for e in broker.EXCHANGES if e.name == broker.RESULTS_COUNTS)
-            )
+            exchange = await amqp.declare_exchange(channel, broker.RESULTS_COUNTS_EXCHANGE)
 
             async def on_connect(ws: ServerConnection) -> None:
                 await Connection(ws, self.hub, self.engine, self.settings.client_queue_size).serve()

@@ -61,11 +61,13 @@ def results_routing_key(region: str, camera_id: str) -> str:
     return f"{region}.{camera_id}"
 
 
+HEARTBEATS_EXCHANGE = ExchangeSpec(HEARTBEATS, "fanout")
+RESULTS_COUNTS_EXCHANGE = ExchangeSpec(RESULTS_COUNTS, "topic")
 EXCHANGES: tuple[ExchangeSpec, ...] = (
     ExchangeSpec(FRAMES_DLX, "direct"),
-    ExchangeSpec(HEARTBEATS, "fanout"),
+    HEARTBEATS_EXCHANGE,
     ExchangeSpec(REGISTRY_EVENTS, "topic"),
-    ExchangeSpec(RESULTS_COUNTS, "topic"),
+    RESULTS_COUNTS_EXCHANGE,
     ExchangeSpec(RESULTS_ALERTS, "topic"),
 )
 INGRESS_QUEUE = _priority_queue(FRAMES_INGRESS)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
@@ -10,8 +13,12 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from pydantic import ValidationError
 
 from contracts import broker
+from contracts.messages import WorkerHeartbeat
+
+log = logging.getLogger(__name__)
 
 
 async def connect(url: str, name: str) -> AbstractRobustConnection:
@@ -56,3 +63,27 @@ async def dead_letter(
         routing_key=broker.FRAMES_DEAD,
     )
     await message.ack()
+
+
+async def consume_heartbeats(
+    channel: AbstractChannel, on_beat: Callable[[WorkerHeartbeat], Awaitable[None] | None]
+) -> tuple[AbstractQueue, str]:
+    """Follow the heartbeats fanout on a private queue; malformed beats are logged and dropped.
+
+    Returns the queue and consumer tag (to cancel on shutdown)."""
+    exchange = await declare_exchange(channel, broker.HEARTBEATS_EXCHANGE)
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange)
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        try:
+            beat = WorkerHeartbeat.model_validate_json(message.body)
+        except ValidationError as exc:
+            log.warning("ignoring malformed heartbeat: %s", exc.errors()[0]["msg"])
+            return
+        result = on_beat(beat)
+        if result is not None:
+            await result
+
+    tag = await queue.consume(on_message, no_ack=True)
+    return queue, tag

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import aio_pika
 from aio_pika.abc import AbstractExchange
@@ -20,7 +22,7 @@ from ingest.batching import Batcher, BatchPolicy
 from ingest.cameras import CameraSpec, next_stream_epoch
 from ingest.jpeg import encode_jpeg
 from ingest.rtsp_client import RtspError
-from ingest.rtsp_source import rtsp_frames
+from ingest.rtsp_source import DecodedFrame, rtsp_frames
 from ingest.sampling import Sampler
 from ingest.settings import IngestSettings
 
@@ -57,14 +59,21 @@ class CameraPipeline:
     async def _stream(self) -> None:
         spec = self.spec
         epoch = await next_stream_epoch(self.engine, spec.id)
+        log.info("camera %s: connecting to %s (stream epoch %d)", spec.id, mask_url(spec.url),
+                 epoch)
+        frames = rtsp_frames(spec.url, transport=self.settings.rtsp_transport,
+                             timeout_s=self.settings.rtsp_timeout_s)
+        # aclosing: an error in this loop must TEARDOWN the session now, not at GC time.
+        async with contextlib.aclosing(frames):
+            await self._pump(frames, epoch)
+
+    async def _pump(self, frames: AsyncIterator[DecodedFrame], epoch: int) -> None:
+        spec = self.spec
         sampler = Sampler(spec.target_fps)
         batcher = Batcher(BatchPolicy(spec.batch_frames, spec.batch_ms / 1000,
                                       self.settings.max_batch_bytes))
         seq = 0
-        log.info("camera %s: connecting to %s (stream epoch %d)", spec.id, mask_url(spec.url),
-                 epoch)
-        async for frame in rtsp_frames(spec.url, transport=self.settings.rtsp_transport,
-                                       timeout_s=self.settings.rtsp_timeout_s):
+        async for frame in frames:
             if self.status != "live":
                 self.status = "live"
                 log.info("camera %s: live", spec.id)

@@ -30,6 +30,7 @@ from aiortsp.rtsp.errors import RTSPConnectionError, RTSPError, RTSPResponseErro
 from aiortsp.rtsp.session import RTSPMediaSession
 from aiortsp.transport import TCPTransport, UDPTransport
 
+from contracts.secrets import mask_credentials
 from ingest.h264_depacketizer import parse_sprop_parameter_sets
 
 RtspFailure = Literal[
@@ -58,17 +59,6 @@ class RtspError(Exception):
         super().__init__(f"{reason}: {mask_credentials(message)}")
         self.reason: RtspFailure = reason
         self.status = status
-
-
-# Greedy up to the last "@" before the path: an unencoded "@" inside a password stays masked.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
-_AUTH_HEADER = re.compile(r"(?im)^(?P<name>(?:proxy-)?authorization:)[^\r\n]*")
-
-
-def mask_credentials(text: str) -> str:
-    """Mask `user:pass@` in any URL and Authorization header values in free text."""
-    text = _USERINFO.sub(r"\g<scheme>***@", text)
-    return _AUTH_HEADER.sub(r"\g<name> ***", text)
 
 
 class _MaskingFilter(logging.Filter):

@@ -8,10 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
-from aio_pika.abc import AbstractIncomingMessage
-from pydantic import ValidationError
 
-from contracts import broker
 from contracts.messages import WorkerHeartbeat
 from infra import amqp, db
 from infra.ops import EmbeddedServer, bound_port
@@ -40,14 +37,9 @@ class Registry:
         connection = await amqp.connect(self.settings.rabbitmq_url, "registry")
         try:
             channel = await connection.channel()
-            exchange = await amqp.declare_exchange(
-                channel, next(e for e in broker.EXCHANGES if e.name == broker.HEARTBEATS)
-            )
-            beats = await channel.declare_queue(exclusive=True, auto_delete=True)
-            await beats.bind(exchange)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(server.serve())
-                tag = await beats.consume(self._on_heartbeat, no_ack=True)
+                beats, tag = await amqp.consume_heartbeats(channel, self._on_heartbeat)
                 self.heartbeats_consumed = True
                 await server.ready.wait()
                 log.info("registry ready http://%s:%s", self.settings.http_host,
@@ -59,11 +51,6 @@ class Registry:
             await connection.close()
             await self.engine.dispose()
 
-    async def _on_heartbeat(self, message: AbstractIncomingMessage) -> None:
-        try:
-            beat = WorkerHeartbeat.model_validate_json(message.body)
-        except ValidationError as exc:
-            log.warning("ignoring malformed heartbeat: %s", exc.errors()[0]["msg"])
-            return
+    async def _on_heartbeat(self, beat: WorkerHeartbeat) -> None:
         status = "stopping" if beat.stopping else "up"
         await repository.record_heartbeat(self.engine, beat, datetime.now(UTC), status)

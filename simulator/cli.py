@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import asdict
 from typing import Any
 
+from infra.runner import run_until_signalled
 from simulator.mounts import MountSpec, SimulatorSettings, parse_mount
 from simulator.rtsp_server import serve
 
@@ -85,11 +87,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    async def until_stopped(stop: asyncio.Event) -> None:
+        server = asyncio.create_task(serve(settings))
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait((server, waiter), return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not server.done():
+            server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server  # re-raises a start-up failure
+
     try:
-        asyncio.run(serve(settings))
-    except KeyboardInterrupt:
-        return 0
+        # SIGINT and SIGTERM stop it cleanly (exit 0), like every role.
+        return run_until_signalled(until_stopped)
     except (OSError, ValueError) as exc:
         logging.getLogger(__name__).error("simulator failed: %s", exc)
         return 1
-    return 0

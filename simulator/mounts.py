@@ -44,6 +44,9 @@ class MountSpec(BaseModel):
             raise ValueError("a file mount needs path=...")
         if self.kind == "synthetic" and self.path is not None:
             raise ValueError("path= only applies to file mounts")
+        scene_only = sorted({"seed", "crossings", "warmup_s"} & self.model_fields_set)
+        if self.kind == "file" and scene_only:
+            raise ValueError(f"{', '.join(scene_only)} only apply to synthetic mounts")
         for value, label in ((self.width, "width"), (self.height, "height")):
             # 4:2:0 chroma halves both dimensions; x264 refuses odd sizes.
             if value is not None and value % 2:
@@ -110,8 +113,11 @@ def parse_mount(text: str) -> MountSpec:
     try:
         return MountSpec.model_validate(fields)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'mount'}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = "; ".join(_describe_error(err) for err in exc.errors())
         raise ValueError(f"mount {name!r}: {problems}") from None
+
+
+def _describe_error(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    field = ".".join(str(part) for part in error["loc"])
+    return f"{field}: {message}" if field else message

@@ -73,8 +73,8 @@ class _Connection:
 
     async def run(self) -> None:
         try:
-            while await self._read_one():
-                pass
+            while True:
+                await self._read_one()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except BadRequest as exc:
@@ -94,15 +94,15 @@ class _Connection:
         for thread in threads:
             await thread.join()
 
-    async def _read_one(self) -> bool:
+    async def _read_one(self) -> None:
         first = await self._reader.readexactly(1)
         if first in b"\r\n":
-            return True
+            return
         if first == b"$":
             # Interleaved data from the client (RTCP receiver reports): read past it.
             _channel, high, low = await self._reader.readexactly(3)
             await self._reader.readexactly((high << 8) | low)
-            return True
+            return
         try:
             rest = await self._reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError as exc:
@@ -116,7 +116,6 @@ class _Connection:
         request = Request(request.method, request.url, request.headers, body)
         _log.debug("%s %s from %s", request.method, request.url, self.peer)
         self._handle(request)
-        return True
 
     def _handle(self, request: Request) -> None:
         handler = {
@@ -131,7 +130,13 @@ class _Connection:
             self._respond(request, (501, {"Public": PUBLIC_METHODS}, b""))
             return
         after: list[Callable[[], None]] = []
-        self._respond(request, handler(request, after))
+        try:
+            response = handler(request, after)
+        except Exception:
+            # A bug in one request must not take the connection (and its session) down.
+            _log.exception("%s %s from %s failed", request.method, request.url, self.peer)
+            response, after = (500, {}, b""), []
+        self._respond(request, response)
         # Work that must follow the response on the wire (PLAY's first RTP packet).
         for action in after:
             action()

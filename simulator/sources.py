@@ -7,7 +7,7 @@ client starts playing. Frames come out as yuv420p at the mount's size, ready for
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ class MountMedia:
     sps: bytes
     pps: bytes
 
-    def frames(self) -> Iterator[av.VideoFrame]:
+    def frames(self) -> Generator[av.VideoFrame, None, None]:
         """A fresh frame sequence from the start; ends only for a file mount without loop."""
         if self.spec.kind == "synthetic":
             return scene_frames(self.spec.scene(), self.fps)
@@ -56,7 +56,7 @@ def prepare_mount(spec: MountSpec) -> MountMedia:
     return MountMedia(spec, width, height, fps, sps, pps)
 
 
-def scene_frames(scene: SyntheticScene, fps: float) -> Iterator[av.VideoFrame]:
+def scene_frames(scene: SyntheticScene, fps: float) -> Generator[av.VideoFrame, None, None]:
     for index in itertools.count():
         bgr = scene.render(index / fps)
         # OpenCV's I420 conversion costs ~0.1 ms against ~0.5 ms for swscale from bgr24 at
@@ -77,7 +77,9 @@ def probe_file(path: Path) -> tuple[int, int, float]:
         return stream.codec_context.width, stream.codec_context.height, fps
 
 
-def file_frames(path: Path, width: int, height: int, *, loop: bool) -> Iterator[av.VideoFrame]:
+def file_frames(
+    path: Path, width: int, height: int, *, loop: bool
+) -> Generator[av.VideoFrame, None, None]:
     while True:
         produced = False
         with av.open(str(path)) as container:

@@ -8,10 +8,13 @@ and the scene's ground truth agree exactly even when the thread runs late.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import av
 
 from simulator.encoder import H264Encoder
 from simulator.rtp import H264_CLOCK_RATE, H264Packetizer
@@ -77,11 +80,16 @@ class StreamThread:
             self._call_soon(self._on_end, error)
 
     def _stream(self) -> None:
+        encoder = H264Encoder(self._media.width, self._media.height, self._media.fps)
+        # closing(): a file source holds an open container until its generator is closed.
+        with contextlib.closing(self._media.frames()) as frames:
+            self._pace(encoder, frames)
+
+    def _pace(self, encoder: H264Encoder, frames: Iterator[av.VideoFrame]) -> None:
         fps = self._media.fps
-        encoder = H264Encoder(self._media.width, self._media.height, fps)
         start = self._clock()
         anchor_index = 0
-        for index, frame in enumerate(self._media.frames()):
+        for index, frame in enumerate(frames):
             due = start + (index - anchor_index) / fps
             wait_s = due - self._clock()
             if wait_s < -MAX_LAG_S:

@@ -26,6 +26,14 @@ from tests.support import eventually, progress
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SEED, CROSSINGS, WARMUP_S = 11, 6, 2.0
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def free_port() -> int:
@@ -112,6 +120,30 @@ async def test_known_crossings_arrive_exactly_in_postgres_and_over_websocket(
         assert gaps == 0
     finally:
         await engine.dispose()
+    await _dashboard_shows(api, truth, line_id)
+
+
+async def _dashboard_shows(api: str, truth: dict[str, int], line_id: int) -> None:
+    """The same numbers on the dashboard page, in real Chromium (a person's view)."""
+    if not HAVE_CHROMIUM:
+        pytest.skip(f"{CHROMIUM} is not installed (./scripts/bootstrap installs it)")
+    from playwright.async_api import async_playwright
+
+    expected = {d: sum(n for k, n in truth.items() if k.split(":")[1] == d) for d in ("in", "out")}
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 500})
+            await page.goto(f"{api}/")
+            await page.wait_for_selector("#connection[data-state=live]", timeout=10_000)
+            row = page.locator(f'tr[data-camera="cam-e2e"][data-line="{line_id}"]')
+            for direction, count in expected.items():
+                cell = row.locator(f'td[data-direction="{direction}"]')
+                await cell.filter(has_text=str(count)).wait_for(timeout=10_000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "e2e-dashboard.png"))
+        finally:
+            await browser.close()
 
 
 async def _status(http: httpx.AsyncClient, path: str) -> int:

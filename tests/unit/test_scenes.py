@@ -131,6 +131,7 @@ def test_parse_mount_file_and_errors() -> None:
         "c:synthetic:colour=red",
         "c:synthetic:seed=1,seed=2",
         "bad name:synthetic",
+        "c:file:path=/x.mp4,crossings=3",
     ):
         with pytest.raises(ValueError):
             parse_mount(bad)
