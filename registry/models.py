@@ -43,10 +43,12 @@ class CameraIn(_Strict):
     batch_frames: Annotated[int, Field(ge=1, le=100)] = 5
     batch_ms: Annotated[int, Field(ge=50, le=10_000)] = 1000
     deadline_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    capability: Annotated[str, Field(min_length=1, max_length=63,
+                                     description="worker type that must process it")] = "motion"
     enabled: bool = True
     lines: Annotated[list[LineIn], Field(max_length=16)] = []
 
-    @field_validator("id", "region")
+    @field_validator("id", "region", "capability")
     @classmethod
     def _slug(cls, value: str) -> str:
         return check_slug(value, "id")
@@ -97,6 +99,7 @@ class CameraOut(BaseModel):
     batch_frames: int
     batch_ms: int
     deadline_s: float
+    capability: str
     enabled: bool
     created_at: datetime
     lines: list[LineOut]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -88,7 +88,10 @@ async def apply_batch(
     detections: Sequence[list[Detection]],
     cached: CachedState | None,
     tracker_config: TrackerConfig,
+    before_commit: Callable[[], Awaitable[None]] | None = None,
 ) -> ApplyResult:
+    """Apply one batch. `before_commit` runs inside the transaction after every write: the
+    fault-injection point for a crash before the commit."""
     camera_id = headers.camera_id
     async with engine.begin() as conn:
         owner = (
@@ -126,6 +129,8 @@ async def apply_batch(
         state, crossings = advance(before, detections, lines)
         await record_gaps(conn, camera_id, decision.gaps)
         await _write_effects(conn, worker_id, headers, frame_times, state, crossings, row is None)
+        if before_commit is not None:
+            await before_commit()
     return ApplyResult(
         Outcome.APPLIED, tuple(crossings), state, Progress(headers.stream_epoch, headers.seq)
     )

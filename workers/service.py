@@ -20,8 +20,8 @@ from contracts.messages import BatchHeaders, MessageError, WorkerHeartbeat
 from infra import amqp, db, ops
 from infra.gaps import record_gaps
 from workers import metrics
+from workers.detectors import Detectors
 from workers.frames import decode_frames
-from workers.motion import MotionDetector
 from workers.repository import CachedState, Outcome, apply_batch
 from workers.settings import WorkerSettings
 from workers.tracking import TrackerConfig
@@ -36,7 +36,7 @@ class Worker:
         self.queue_name = broker.worker_queue_name(settings.worker_id)
         self.engine = db.create_engine(settings.database_url)
         self.tracker_config = TrackerConfig()
-        self.detectors: dict[str, MotionDetector] = {}
+        self.detectors = Detectors(settings)
         self.cache: dict[str, CachedState] = {}
         self.in_flight = 0
         self.processed = 0
@@ -49,6 +49,7 @@ class Worker:
                 "processed": self.processed, "in_flight": self.in_flight}
 
     async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(self.detectors.load)
         connection = await amqp.connect(self.settings.rabbitmq_url, self.settings.worker_id)
         server = ops.ops_server(self.settings.ops_host, self.settings.ops_port, self.health)
         try:
@@ -138,7 +139,7 @@ class Worker:
         decoded = await asyncio.to_thread(decode_frames, frames)
         metrics.CORRUPT_FRAMES.inc(decoded.corrupt)
         metrics.FRAMES.inc(len(decoded.images))
-        detector = self.detectors.setdefault(headers.camera_id, MotionDetector())
+        detector = self.detectors.for_camera(headers.camera_id)
         detections = await asyncio.to_thread(detector.detect, decoded.images)
         result = await apply_batch(
             self.engine, self.settings.worker_id, headers, decoded.captured_at, detections,
@@ -154,6 +155,7 @@ class Worker:
         elif result.outcome is Outcome.FENCED:
             # The camera moved to another worker: hand the batch back for re-routing.
             self.cache.pop(headers.camera_id, None)
+            self.detectors.forget(headers.camera_id)
             await self._reroute(channel, message)
         metrics.BATCHES.labels(result.outcome.value).inc()
         self.processed += 1

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from contracts.ids import check_slug
 from contracts.settings import CommonSettings
@@ -21,6 +23,26 @@ class WorkerSettings(CommonSettings):
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     job_timeout_s: float = Field(default=30.0, gt=0)
     retry_delay_s: float = Field(default=1.0, ge=0, description="before redelivering on failure")
+    detector: Literal["motion", "onnx"] = "motion"
+    model_path: Path | None = None
+    use_gpu: bool = False
+    gpu_device: int = Field(default=0, ge=0)
+    confidence: float = Field(default=0.3, gt=0, lt=1)
+    detect_classes: str = Field(default="", description="comma-separated; empty = all classes")
+    model_cache_size: int = Field(default=2, ge=1)
+
+    @property
+    def class_filter(self) -> frozenset[str] | None:
+        names = frozenset(c.strip() for c in self.detect_classes.split(",") if c.strip())
+        return names or None
+
+    @model_validator(mode="after")
+    def _model_for_onnx(self) -> WorkerSettings:
+        if self.detector == "onnx" and self.model_path is None:
+            raise ValueError("DETECTOR=onnx needs MODEL_PATH (an .onnx file)")
+        if self.model_path is not None and not self.model_path.is_file():
+            raise ValueError(f"MODEL_PATH {self.model_path} is not a file")
+        return self
 
     @field_validator("worker_id")
     @classmethod

@@ -1,0 +1,190 @@
+"""The ONNX Runtime detector: YOLOv8/YOLO11 and YOLOX exports on TensorRT, CUDA or the CPU.
+
+Blocking (inference takes tens of ms on a CPU): call it from a worker thread, never from the
+event loop. `detect` keeps no per-call state on the instance and ONNX Runtime sessions may be
+run from several threads at once, so one instance can serve several cameras (DetectorCache).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from workers.detection import Detection, Image
+from workers.providers import choose_providers, lacks_gpu
+from workers.yolo_decode import (
+    PAD_VALUE,
+    Candidates,
+    IntArray,
+    Letterbox,
+    ModelFamily,
+    class_count,
+    detect_family,
+    fill_input,
+    letterbox,
+    nms,
+    parse_class_names,
+    to_detections,
+    yolov8_candidates,
+    yolox_candidates,
+    yolox_grid,
+)
+
+log = logging.getLogger(__name__)
+
+_INPUT_DTYPES: dict[str, type[np.floating]] = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+}
+
+
+class OnnxDetector:
+    name = "onnx"
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        use_gpu: bool = False,
+        gpu_device: int = 0,
+        confidence: float = 0.3,
+        iou_threshold: float = 0.5,
+        classes: Collection[str] | None = None,
+        max_batch: int = 8,
+        intra_op_threads: int | None = None,
+        input_size: int = 640,
+    ) -> None:
+        if not 0.0 <= confidence < 1.0:
+            raise ValueError(f"confidence must be in [0, 1), got {confidence}")
+        if not 0.0 < iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.model_path = Path(model_path)
+        self.confidence = confidence
+        self.iou_threshold = iou_threshold
+
+        options = ort.SessionOptions()
+        if intra_op_threads is not None:
+            options.intra_op_num_threads = intra_op_threads
+        requested = choose_providers(
+            ort.get_available_providers(), use_gpu=use_gpu, gpu_device=gpu_device
+        )
+        self._session = ort.InferenceSession(
+            str(self.model_path), sess_options=options, providers=requested
+        )
+        self._providers: list[str] = list(self._session.get_providers())
+
+        model_input = self._session.get_inputs()[0]
+        model_output = self._session.get_outputs()[0]
+        self._input_name: str = model_input.name
+        self._output_name: str = model_output.name
+        if len(model_input.shape) != 4 or model_input.shape[1] not in (3, "3"):
+            if not (len(model_input.shape) == 4 and not isinstance(model_input.shape[1], int)):
+                raise ValueError(f"expected a (B, 3, H, W) image input, got {model_input.shape}")
+        dtype = _INPUT_DTYPES.get(model_input.type)
+        if dtype is None:
+            raise ValueError(f"unsupported input type {model_input.type}")
+        self._dtype = dtype
+        batch, height, width = model_input.shape[0], model_input.shape[2], model_input.shape[3]
+        # A static batch dimension (both shared models export 1) must be filled exactly.
+        self._fixed_batch: int | None = batch if isinstance(batch, int) and batch > 0 else None
+        self._chunk = self._fixed_batch or max_batch
+        self._input_h = height if isinstance(height, int) else input_size
+        self._input_w = width if isinstance(width, int) else input_size
+
+        self._family = detect_family(model_output.shape)
+        metadata = self._session.get_modelmeta().custom_metadata_map
+        self._names = parse_class_names(metadata, class_count(self._family, model_output.shape))
+        self._allowed = _class_indices(self._names, classes)
+        if self._family is ModelFamily.YOLOX:
+            self._grid, self._strides = yolox_grid(self._input_h, self._input_w)
+
+        log.info(
+            "loaded %s: %s, input %dx%d, batch %s, providers %s",
+            self.model_path.name, self._family, self._input_w, self._input_h,
+            self._fixed_batch or f"dynamic (up to {max_batch})", self._providers,
+        )
+        if use_gpu and lacks_gpu(self._providers):
+            log.warning("GPU requested for %s but no GPU provider loaded; running on %s",
+                        self.model_path.name, self._providers)
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session actually uses, best first."""
+        return list(self._providers)
+
+    @property
+    def family(self) -> ModelFamily:
+        return self._family
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the model input."""
+        return self._input_w, self._input_h
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The model's static batch size, or None where the batch dimension is dynamic."""
+        return self._fixed_batch
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._names
+
+    def warm_up(self) -> None:
+        # A full-size batch: ORT (and CUDA/TensorRT more so) sizes its buffers on first use.
+        dummy = np.full((self._input_h, self._input_w, 3), PAD_VALUE, np.uint8)
+        self.detect([dummy] * self._chunk)
+
+    def detect(self, frames: Sequence[Image]) -> list[list[Detection]]:
+        results: list[list[Detection]] = []
+        for start in range(0, len(frames), self._chunk):
+            results.extend(self._detect_chunk(frames[start : start + self._chunk]))
+        return results
+
+    def _detect_chunk(self, frames: Sequence[Image]) -> list[list[Detection]]:
+        rows = self._fixed_batch or len(frames)
+        batch = np.zeros((rows, 3, self._input_h, self._input_w), self._dtype)
+        boxes: list[Letterbox] = []
+        yolov8 = self._family is ModelFamily.YOLOV8
+        for i, frame in enumerate(frames):
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(f"expected an HxWx3 uint8 BGR frame, got {frame.shape} "
+                                 f"{frame.dtype}")
+            height, width = frame.shape[:2]
+            box = letterbox(width, height, self._input_w, self._input_h, centred=yolov8)
+            fill_input(frame, box, batch[i], rgb=yolov8, scale=1 / 255 if yolov8 else 1.0)
+            boxes.append(box)
+        output: npt.NDArray[np.float32] = self._session.run(
+            [self._output_name], {self._input_name: batch}
+        )[0]
+        return [self._decode(output[i], box) for i, box in enumerate(boxes)]
+
+    def _decode(self, pred: npt.NDArray[np.float32], box: Letterbox) -> list[Detection]:
+        pred = pred.astype(np.float32, copy=False)
+        candidates: Candidates
+        if self._family is ModelFamily.YOLOV8:
+            candidates = yolov8_candidates(pred, self.confidence, self._allowed)
+        else:
+            candidates = yolox_candidates(
+                pred, self._grid, self._strides, self.confidence, self._allowed
+            )
+        keep = nms(candidates, self.iou_threshold)
+        return to_detections(candidates, keep, box, self._names)
+
+
+def _class_indices(names: Sequence[str], wanted: Collection[str] | None) -> IntArray | None:
+    """Model class indices for the wanted names; an unknown name is a configuration error,
+    not something to count zero of silently."""
+    if wanted is None:
+        return None
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise ValueError(f"classes {unknown} are not among the model's {len(names)} classes")
+    return np.array(sorted({names.index(name) for name in wanted}), np.intp)
