@@ -44,6 +44,16 @@ _INPUT_DTYPES: dict[str, type[np.floating]] = {
 
 
 class OnnxDetector:
+    """Detector for one ONNX model file; see the module docstring for threading.
+
+    Batches follow the model: where its batch dimension is dynamic, up to `max_batch` frames go
+    in one `session.run`; where it is fixed (both shared models: 1), exactly that many, the
+    last run padded. `input_size` applies only where the model's height/width are dynamic.
+    Beware dynamically quantised int8 models with a dynamic batch: DynamicQuantizeLinear picks
+    one activation scale per tensor, i.e. across the whole batch, so a frame's detections then
+    depend on its batch mates (measured on a batch-dynamic copy of yolov8n_int8).
+    """
+
     name = "onnx"
 
     def __init__(
@@ -84,14 +94,14 @@ class OnnxDetector:
         model_output = self._session.get_outputs()[0]
         self._input_name: str = model_input.name
         self._output_name: str = model_output.name
-        if len(model_input.shape) != 4 or model_input.shape[1] not in (3, "3"):
-            if not (len(model_input.shape) == 4 and not isinstance(model_input.shape[1], int)):
-                raise ValueError(f"expected a (B, 3, H, W) image input, got {model_input.shape}")
+        shape = model_input.shape
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+            raise ValueError(f"expected a (B, 3, H, W) image input, got {shape}")
         dtype = _INPUT_DTYPES.get(model_input.type)
         if dtype is None:
             raise ValueError(f"unsupported input type {model_input.type}")
         self._dtype = dtype
-        batch, height, width = model_input.shape[0], model_input.shape[2], model_input.shape[3]
+        batch, height, width = shape[0], shape[2], shape[3]
         # A static batch dimension (both shared models export 1) must be filled exactly.
         self._fixed_batch: int | None = batch if isinstance(batch, int) and batch > 0 else None
         self._chunk = self._fixed_batch or max_batch
@@ -154,7 +164,7 @@ class OnnxDetector:
         boxes: list[Letterbox] = []
         yolov8 = self._family is ModelFamily.YOLOV8
         for i, frame in enumerate(frames):
-            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or not frame.size:
                 raise ValueError(f"expected an HxWx3 uint8 BGR frame, got {frame.shape} "
                                  f"{frame.dtype}")
             height, width = frame.shape[:2]
@@ -184,7 +194,9 @@ def _class_indices(names: Sequence[str], wanted: Collection[str] | None) -> IntA
     not something to count zero of silently."""
     if wanted is None:
         return None
+    if not wanted:
+        raise ValueError("classes must name at least one class (None means all)")
     unknown = sorted(set(wanted) - set(names))
     if unknown:
         raise ValueError(f"classes {unknown} are not among the model's {len(names)} classes")
-    return np.array(sorted({names.index(name) for name in wanted}), np.intp)
+    return np.array([i for i, name in enumerate(names) if name in wanted], np.intp)

@@ -155,10 +155,11 @@ def fill_input(
     when the model wants it and multiplied by `scale` (1/255 for YOLOv8, 1 for YOLOX)."""
     _, input_h, input_w = out.shape
     canvas = np.full((input_h, input_w, 3), PAD_VALUE, np.uint8)
-    if (box.new_w, box.new_h) == (box.src_w, box.src_h):
-        resized = frame
-    else:
-        resized = cv2.resize(frame, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
+    resized = (
+        frame
+        if (box.new_w, box.new_h) == (box.src_w, box.src_h)
+        else cv2.resize(frame, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
+    )
     canvas[box.top : box.top + box.new_h, box.left : box.left + box.new_w] = resized
     chw = canvas.transpose(2, 0, 1)
     if rgb:
@@ -254,7 +255,9 @@ def yolox_candidates(
     return Candidates(_xywh_to_xyxy(xy, wh), scores, classes)
 
 
-def nms(candidates: Candidates, iou_threshold: float, max_detections: int = MAX_DETECTIONS) -> IntArray:
+def nms(
+    candidates: Candidates, iou_threshold: float, max_detections: int = MAX_DETECTIONS
+) -> IntArray:
     """Greedy class-aware NMS; returns kept indices, best score first.
 
     Boxes of different classes are shifted apart so one pass never lets them suppress each

@@ -12,7 +12,7 @@ python="${PYTHON:-python3.11}"
 
 export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=False PIP_DISABLE_PIP_VERSION_CHECK=1
 
-probe='import ultralytics, trackers, supervision, onnxruntime, onnx, av, torch, torchvision'
+probe='import ultralytics, trackers, supervision, onnxruntime, onnx, av, torch, torchvision, shapely, lap'
 if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c "$probe" 2>/dev/null; then
   echo "setup_peers: $venv is ready"
   exit 0
@@ -24,9 +24,11 @@ start_s=$(date +%s)
 # pip on Python 3.11 takes these two from this machine's disk (see the env notes); asking for
 # them first keeps ultralytics from pulling a newer CUDA build over the network.
 "$venv/bin/python" -m pip install -qq torch==2.14.1 torchvision==0.29.1
-# onnx/onnxruntime up front, or ultralytics tries to pip-install them when it loads an .onnx.
+# onnx/onnxruntime (loading an .onnx), shapely (solutions) and lap (its trackers) up front:
+# ultralytics pip-installs what it misses at run time otherwise, and with YOLO_AUTOINSTALL=False
+# it fails instead.
 "$venv/bin/python" -m pip install -qq \
-  torch==2.14.1 torchvision==0.29.1 ultralytics onnx onnxruntime trackers supervision av
+  torch==2.14.1 torchvision==0.29.1 ultralytics onnx onnxruntime shapely lap trackers supervision av
 "$venv/bin/python" -c "$probe"
 end_s=$(date +%s)
 echo "setup_peers: built $venv in $((end_s - start_s)) s, $(du -sh "$venv" | cut -f1)"
