@@ -17,6 +17,7 @@ COPY simulator simulator
 COPY camcount camcount
 COPY migrations migrations
 COPY dashboard dashboard
-RUN pip install . && useradd --system --uid 10001 camcount
+RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/* && pip install . && useradd --system --uid 10001 camcount
 USER camcount
 ENTRYPOINT ["camcount"]

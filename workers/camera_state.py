@@ -58,10 +58,9 @@ def advance(
             x1, y1, x2, y2 = track.box
             point = ((x1 + x2) / 2, y2) if anchor == "foot" else ((x1 + x2) / 2, (y1 + y2) / 2)
             crossings += new.counter.observe(
-                index, track.track_id, track.object_class, point,
-                new.tracker.is_confirmed(track), lines,
+                index, track.track_id, track.object_class, point, True, lines
             )
-        new.counter.forget(set(new.tracker.tracks))
+        new.counter.forget(new.tracker.live_ids())
     delta = Counter(count_key(c.line_id, c.direction, c.object_class) for c in crossings)
     for key, n in delta.items():
         new.totals[key] = new.totals.get(key, 0) + n

@@ -1,8 +1,10 @@
 """Line-crossing counting with direction, as pure code over tracks.
 
 Rules: a track counts only once confirmed; a crossing is a change of side of the track's
-anchor point across the line, within the segment; the new side must hold for `settle_frames`
-observations before it counts (anti-flicker). Moving from side +1 to -1 is 'in'.
+anchor point across the line, within the segment; both the side it leaves and the side it
+reaches must hold for `settle_frames` observations (anti-flicker: jitter on the line, and a
+track that is re-born next to the line after an identity switch, never count). Moving from
+side +1 to -1 is 'in'.
 State is plain data for the tracker checkpoint.
 """
 
@@ -35,8 +37,9 @@ class Crossing:
 
 @dataclass
 class _Side:
-    side: int  # last settled side (+1 / -1)
-    pending: int = 0  # side being observed but not yet settled
+    side: int  # current side (+1 / -1)
+    side_n: int = 1  # observations on it
+    pending: int = 0  # the other side, being observed but not yet settled
     pending_n: int = 0
 
 
@@ -67,19 +70,21 @@ class LineCounter:
                 per_line[line.line_id] = _Side(side)
                 continue
             if side == state.side:
+                state.side_n += 1
                 state.pending, state.pending_n = 0, 0
                 continue
             if not within_segment(line.geometry, x, y) and state.pending == 0:
                 # Passing beside the segment's end moves the side without a crossing.
-                state.side = side
+                state.side, state.side_n = side, 1
                 continue
             state.pending = side
             state.pending_n += 1
             if state.pending_n < self.settle_frames:
                 continue
-            old = state.side
-            state.side, state.pending, state.pending_n = side, 0, 0
-            if confirmed:
+            old, origin_settled = state.side, state.side_n >= self.settle_frames
+            state.side, state.side_n = side, state.pending_n
+            state.pending, state.pending_n = 0, 0
+            if confirmed and origin_settled:
                 direction: Direction = "in" if old > 0 else "out"
                 found.append(
                     Crossing(line.line_id, line.version, track_id, object_class, direction,
@@ -95,7 +100,8 @@ class LineCounter:
         return {
             "settle_frames": self.settle_frames,
             "sides": {
-                str(tid): {str(lid): [s.side, s.pending, s.pending_n] for lid, s in lines.items()}
+                str(tid): {str(lid): [s.side, s.side_n, s.pending, s.pending_n]
+                           for lid, s in lines.items()}
                 for tid, lines in self.sides.items()
             },
         }
@@ -105,6 +111,7 @@ class LineCounter:
         counter = cls(int(data.get("settle_frames", 2)))
         for tid, lines in data.get("sides", {}).items():
             counter.sides[int(tid)] = {
-                int(lid): _Side(int(v[0]), int(v[1]), int(v[2])) for lid, v in lines.items()
+                int(lid): _Side(int(v[0]), int(v[1]), int(v[2]), int(v[3]))
+                for lid, v in lines.items()
             }
         return counter

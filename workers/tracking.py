@@ -1,112 +1,108 @@
-"""Multi-object tracking by constant-velocity prediction and greedy nearest matching.
+"""Multi-object tracking with ByteTrack (Roboflow's maintained `trackers` package).
 
-Pure: no I/O, no clock. The whole state is plain data (`to_dict`/`from_dict`) so it can be
-checkpointed in the apply transaction and resumed on another worker after failover.
+The whole tracker is checkpointed with each batch, so another worker resumes it after
+failover. The checkpoint is the pickled tracker object (base64 in the JSON checkpoint): it is
+written and read only by camcount workers of the same version, inside the apply transaction.
 """
 
 from __future__ import annotations
 
-import math
+import base64
+import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import supervision as sv
+from trackers import ByteTrackTracker
+
 from workers.detection import Detection
+
+# ByteTrack's Kalman noise is tuned in pixels; relative boxes are scaled to a nominal
+# 1000-pixel frame so tracking behaves the same at any stream resolution.
+SCALE = 1000.0
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    max_distance: float = 0.15  # relative units: how far a track may move between frames
-    max_misses: int = 5  # frames a track survives without a detection
-    min_hits: int = 3  # detections before a track is confirmed (and may count)
+    lost_track_buffer: int = 30  # frames at 30 fps a lost track is kept for re-association
+    frame_rate: float = 30.0
+    activation_threshold: float = 0.5  # confidence to start a track
+    high_confidence: float = 0.5  # first-stage association threshold
+    minimum_consecutive_frames: int = 2  # confirmations before a track has an id
+    minimum_iou: float = 0.1
 
 
-@dataclass
-class Track:
+@dataclass(frozen=True)
+class TrackedBox:
     track_id: int
     object_class: str
-    box: tuple[float, float, float, float]
-    vx: float = 0.0
-    vy: float = 0.0
-    hits: int = 1
-    misses: int = 0
+    box: tuple[float, float, float, float]  # relative x1, y1, x2, y2
 
-    def predicted_centre(self) -> tuple[float, float]:
-        x1, y1, x2, y2 = self.box
-        return (x1 + x2) / 2 + self.vx, (y1 + y2) / 2 + self.vy
+
+def _new(config: TrackerConfig) -> ByteTrackTracker:
+    return ByteTrackTracker(
+        lost_track_buffer=config.lost_track_buffer, frame_rate=config.frame_rate,
+        track_activation_threshold=config.activation_threshold,
+        minimum_consecutive_frames=config.minimum_consecutive_frames,
+        minimum_iou_threshold=config.minimum_iou,
+        high_conf_det_threshold=config.high_confidence,
+    )
 
 
 @dataclass
 class Tracker:
     config: TrackerConfig = field(default_factory=TrackerConfig)
-    tracks: dict[int, Track] = field(default_factory=dict)
-    next_id: int = 1
+    classes: list[str] = field(default_factory=list)
+    _impl: ByteTrackTracker | None = None
 
-    def update(self, detections: list[Detection]) -> list[Track]:
-        """Advance one frame; returns the tracks seen in this frame (matched or new)."""
-        pairs = sorted(
-            (
-                (math.dist(track.predicted_centre(), det.centre), tid, di)
-                for tid, track in self.tracks.items()
-                for di, det in enumerate(detections)
-                if det.object_class == track.object_class
-            ),
-        )
-        used_tracks: set[int] = set()
-        used_dets: set[int] = set()
-        seen: list[Track] = []
-        for distance, tid, di in pairs:
-            if distance > self.config.max_distance:
-                break
-            if tid in used_tracks or di in used_dets:
+    def __post_init__(self) -> None:
+        if self._impl is None:
+            self._impl = _new(self.config)
+
+    def update(self, detections: Sequence[Detection]) -> list[TrackedBox]:
+        """One frame. Returns confirmed tracks only: a track has an id once ByteTrack has
+        matched it on consecutive frames, so one-frame blips never reach the counter."""
+        assert self._impl is not None
+        if detections:
+            xyxy = np.array([[d.x1, d.y1, d.x2, d.y2] for d in detections]) * SCALE
+            class_id = np.array([self._class_index(d.object_class) for d in detections])
+            scores = np.array([d.score for d in detections], dtype=float)
+            found = sv.Detections(xyxy=xyxy, confidence=scores, class_id=class_id)
+        else:
+            found = sv.Detections.empty()
+        tracked = self._impl.update(found)
+        if tracked.tracker_id is None or tracked.class_id is None:
+            return []
+        out = []
+        for box, cls, tid in zip(tracked.xyxy, tracked.class_id, tracked.tracker_id,
+                                 strict=True):
+            if tid < 0:
                 continue
-            used_tracks.add(tid)
-            used_dets.add(di)
-            seen.append(self._match(self.tracks[tid], detections[di]))
-        for tid in list(self.tracks):
-            if tid not in used_tracks:
-                track = self.tracks[tid]
-                track.misses += 1
-                if track.misses > self.config.max_misses:
-                    del self.tracks[tid]
-        for di, det in enumerate(detections):
-            if di not in used_dets:
-                track = Track(self.next_id, det.object_class, (det.x1, det.y1, det.x2, det.y2))
-                self.tracks[track.track_id] = track
-                self.next_id += 1
-                seen.append(track)
-        return seen
+            x1, y1, x2, y2 = (float(v) / SCALE for v in box)
+            out.append(TrackedBox(int(tid), self.classes[int(cls)], (x1, y1, x2, y2)))
+        return out
 
-    def is_confirmed(self, track: Track) -> bool:
-        return track.hits >= self.config.min_hits
+    def live_ids(self) -> set[int]:
+        assert self._impl is not None
+        return {int(t.tracker_id) for t in self._impl.tracks if t.tracker_id >= 0}
 
-    @staticmethod
-    def _match(track: Track, det: Detection) -> Track:
-        old_x, old_y = (track.box[0] + track.box[2]) / 2, (track.box[1] + track.box[3]) / 2
-        new_x, new_y = det.centre
-        # Smooth the velocity so one noisy box does not throw the prediction off.
-        track.vx = 0.5 * track.vx + 0.5 * (new_x - old_x) / (track.misses + 1)
-        track.vy = 0.5 * track.vy + 0.5 * (new_y - old_y) / (track.misses + 1)
-        track.box = (det.x1, det.y1, det.x2, det.y2)
-        track.hits += 1
-        track.misses = 0
-        return track
+    def _class_index(self, name: str) -> int:
+        if name not in self.classes:
+            self.classes.append(name)
+        return self.classes.index(name)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "next_id": self.next_id,
-            "tracks": [
-                [t.track_id, t.object_class, list(t.box), t.vx, t.vy, t.hits, t.misses]
-                for t in self.tracks.values()
-            ],
+            "classes": list(self.classes),
+            "bytetrack": base64.b64encode(pickle.dumps(self._impl)).decode(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: TrackerConfig | None = None) -> Tracker:
-        tracker = cls(config or TrackerConfig(), {}, int(data.get("next_id", 1)))
-        for tid, cls_name, box, vx, vy, hits, misses in data.get("tracks", []):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            tracker.tracks[int(tid)] = Track(
-                int(tid), str(cls_name), (x1, y1, x2, y2), float(vx), float(vy),
-                int(hits), int(misses),
-            )
-        return tracker
+        config = config or TrackerConfig()
+        if "bytetrack" not in data:
+            return cls(config)
+        impl = pickle.loads(base64.b64decode(data["bytetrack"]))  # our own checkpoint rows
+        return cls(config, list(data.get("classes", [])), impl)

@@ -38,8 +38,8 @@ def crossing(direction: str) -> list[list[Detection]]:
     xs = [0.1 + 0.08 * i for i in range(11)]
     if direction == "out":
         xs.reverse()
-    frames = [[Detection(x - 0.04, 0.4, x + 0.04, 0.6, 1.0, "motion")] for x in xs]
-    return frames + [[] for _ in range(CONFIG.max_misses + 2)]
+    frames = [[Detection(x - 0.08, 0.4, x + 0.08, 0.6, 1.0, "motion")] for x in xs]
+    return frames + [[] for _ in range(CONFIG.lost_track_buffer + 2)]
 
 
 class ApplyMachine(RuleBasedStateMachine):
@@ -169,7 +169,7 @@ class ApplyMachine(RuleBasedStateMachine):
 
     @invariant()
     def counted_once_or_in_a_gap(self) -> None:
-        async def read() -> tuple[Any, list[Any]]:
+        async def read() -> tuple[Any, Any]:
             stored = await progress(self.engine, CAMERA)
             async with self.engine.connect() as conn:
                 gaps = (await conn.execute(select(coverage_gaps))).all()

@@ -59,7 +59,8 @@ def test_two_objects_in_different_bands_both_count() -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.booleans(), st.floats(0.15, 0.85), st.integers(8, 30)),
+        # IoU-based tracking needs consecutive boxes to overlap: at least 15 steps per sweep.
+        st.tuples(st.booleans(), st.floats(0.15, 0.85), st.integers(15, 30)),
         min_size=1, max_size=6,
     ),
     st.integers(1, 9),
@@ -73,8 +74,8 @@ def test_sequential_objects_count_exactly_once_each(
     truth = {"in": 0, "out": 0}
     for left_to_right, y, steps in objects:
         xs = [0.05 + 0.9 * i / (steps - 1) for i in range(steps)]
-        frames += [[box(x, y)] for x in (xs if left_to_right else xs[::-1])]
-        frames += [[] for _ in range(TrackerConfig().max_misses + 2)]  # it leaves; track ends
+        frames += [[box(x, y, w=0.12)] for x in (xs if left_to_right else xs[::-1])]
+        frames += [[] for _ in range(TrackerConfig().lost_track_buffer + 2)]  # gone: track ends
         truth["in" if left_to_right else "out"] += 1
     state = CameraState()
     for i in range(0, len(frames), batch):
