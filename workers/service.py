@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -144,7 +146,11 @@ class Worker:
         result = await apply_batch(
             self.engine, self.settings.worker_id, headers, decoded.captured_at, detections,
             self.cache.get(headers.camera_id), self.tracker_config,
+            before_commit=self._die if self.settings.kills_at("before_commit", headers.seq)
+            else None,
         )
+        if self.settings.kills_at("after_commit", headers.seq):
+            await self._die()
         if result.outcome is Outcome.APPLIED:
             assert result.state is not None and result.progress is not None
             self.cache[headers.camera_id] = CachedState(result.progress, result.state)
@@ -160,6 +166,10 @@ class Worker:
         metrics.BATCHES.labels(result.outcome.value).inc()
         self.processed += 1
         await message.ack()
+
+    async def _die(self) -> None:
+        log.warning("fault injection: SIGKILL now (%s)", self.settings.fault_injection)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     async def _reroute(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
         headers = {k: v for k, v in (message.headers or {}).items() if k != "assignment_epoch"}

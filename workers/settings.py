@@ -30,6 +30,15 @@ class WorkerSettings(CommonSettings):
     confidence: float = Field(default=0.3, gt=0, lt=1)
     detect_classes: str = Field(default="", description="comma-separated; empty = all classes")
     model_cache_size: int = Field(default=2, ge=1)
+    fault_injection: str = Field(
+        default="",
+        description="tests only: 'before_commit@SEQ' or 'after_commit@SEQ' makes this process "
+        "SIGKILL itself at that point of the batch with that seq",
+        pattern=r"^((before|after)_commit@\d+)?$",
+    )
+
+    def kills_at(self, point: str, seq: int) -> bool:
+        return self.fault_injection == f"{point}@{seq}"
 
     @property
     def class_filter(self) -> frozenset[str] | None:
