@@ -24,7 +24,7 @@ def to_update(row: Any) -> CountUpdate:
     return CountUpdate(
         event_seq=row.id, camera_id=row.camera_id, region=row.region, batch_id=p["batch_id"],
         captured_at=p["captured_at"], committed_at=p["committed_at"], delta=p["delta"],
-        totals=p["totals"],
+        totals=p["totals"], occupancy=p.get("occupancy", {}),
     )
 
 

@@ -30,6 +30,8 @@ SIM_CAMERA = {
     "batch_frames": 5,
     "batch_ms": 1000,
     "lines": [{"name": "centre", "a": {"x": 0.5, "y": 0.0}, "b": {"x": 0.5, "y": 1.0}}],
+    "zones": [{"name": "right half", "points": [
+        {"x": 0.5, "y": 0.0}, {"x": 1.0, "y": 0.0}, {"x": 1.0, "y": 1.0}, {"x": 0.5, "y": 1.0}]}],
 }
 
 

@@ -119,3 +119,5 @@ class CountUpdate(_Frozen):
     committed_at: float
     delta: dict[str, int] = Field(description="'line_id:direction:class' -> crossings in batch")
     totals: dict[str, int] = Field(description="'line_id:direction:class' -> running total")
+    occupancy: dict[str, int] = Field(default_factory=dict,
+                                      description="'zone_id:class' -> objects inside now")

@@ -61,6 +61,19 @@ counting_lines = Table(
     UniqueConstraint("camera_id", "name", "version", name="uq_counting_lines_version"),
 )
 
+zones = Table(
+    "zones",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("polygon", JSONB, nullable=False, comment="[{x, y}, ...] relative 0..1"),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("camera_id", "name", "version", name="uq_zones_version"),
+)
+
 workers = Table(
     "workers",
     metadata,
@@ -96,6 +109,8 @@ camera_progress = Table(
     Column("last_seq", BigInteger, nullable=False),
     Column("tracker_checkpoint", JSONB, nullable=False),
     Column("totals", JSONB, nullable=False),
+    Column("occupancy", JSONB, nullable=False, server_default=text("'{}'::jsonb"),
+           comment="'zone_id:class' -> objects inside now"),
     Column("worker_id", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
@@ -127,6 +142,22 @@ count_buckets = Table(
     Column("bucket_start", DateTime(timezone=True), primary_key=True),
     Column("count", BigInteger, nullable=False),
     Index("ix_count_buckets_camera_time", "camera_id", "bucket_start"),
+)
+
+zone_buckets = Table(
+    "zone_buckets",
+    metadata,
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True),
+    Column("zone_id", BigInteger, primary_key=True),
+    Column("zone_version", Integer, primary_key=True),
+    Column("object_class", Text, primary_key=True),
+    Column("bucket_start", DateTime(timezone=True), primary_key=True),
+    Column("entries", BigInteger, nullable=False, server_default="0"),
+    Column("exits", BigInteger, nullable=False, server_default="0"),
+    Column("peak_occupancy", Integer, nullable=False, server_default="0"),
+    Column("dwell_total_s", Float, nullable=False, server_default="0"),
+    Column("dwell_count", BigInteger, nullable=False, server_default="0"),
+    Index("ix_zone_buckets_camera_time", "camera_id", "bucket_start"),
 )
 
 coverage_gaps = Table(

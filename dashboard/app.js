@@ -53,14 +53,42 @@ function renderCameras() {
   }
 }
 
+function renderZones() {
+  const body = document.querySelector("#zones tbody");
+  body.replaceChildren();
+  for (const camera of state.cameras.values()) {
+    for (const zone of camera.zones || []) {
+      let inside = 0;
+      for (const [key, value] of Object.entries(camera.occupancy || {})) {
+        if (Number(key.split(":")[0]) === zone.id) inside += value;
+      }
+      const row = document.createElement("tr");
+      row.dataset.camera = camera.id;
+      row.dataset.zone = String(zone.id);
+      row.append(cell(camera.name + " (" + camera.id + ")"), cell(zone.name),
+                 cell(String(inside), "count"));
+      body.append(row);
+    }
+  }
+  if (!body.children.length) {
+    const row = document.createElement("tr");
+    row.className = "empty";
+    row.append(cell("No zones drawn yet."));
+    row.firstChild.colSpan = 3;
+    body.append(row);
+  }
+}
+
 function applyUpdate(update) {
   if (state.lastSeq !== null && update.event_seq <= state.lastSeq) return; // replayed twice
   state.lastSeq = update.event_seq;
   const camera = state.cameras.get(update.camera_id);
   if (!camera) { loadCameras(); return; }
   camera.totals = update.totals;
+  camera.occupancy = update.occupancy || camera.occupancy;
   camera.updated = new Date(update.committed_at * 1000).toLocaleTimeString();
   renderCameras();
+  renderZones();
   if (Object.keys(update.delta).length) {
     document.querySelectorAll(`tr[data-camera="${CSS.escape(update.camera_id)}"] td.count`)
       .forEach((td) => td.classList.add("flash"));
@@ -74,6 +102,7 @@ async function loadCameras() {
     state.cameras.set(camera.id, { ...camera, updated: known ? known.updated : null });
   }
   renderCameras();
+  renderZones();
 }
 
 async function loadWorkers() {

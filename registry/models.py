@@ -33,6 +33,22 @@ class LineIn(_Strict):
         return self
 
 
+class ZoneIn(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    points: Annotated[list[Point], Field(min_length=3, max_length=32)]
+
+    @model_validator(mode="after")
+    def _has_area(self) -> ZoneIn:
+        pts = self.points
+        twice_area = sum(
+            pts[i].x * pts[(i + 1) % len(pts)].y - pts[(i + 1) % len(pts)].x * pts[i].y
+            for i in range(len(pts))
+        )
+        if abs(twice_area) < 1e-6:
+            raise ValueError("zone polygon has no area (points are collinear or repeated)")
+        return self
+
+
 class CameraIn(_Strict):
     id: Annotated[str, Field(min_length=1, max_length=63)]
     name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -47,6 +63,7 @@ class CameraIn(_Strict):
                                      description="worker type that must process it")] = "motion"
     enabled: bool = True
     lines: Annotated[list[LineIn], Field(max_length=16)] = []
+    zones: Annotated[list[ZoneIn], Field(max_length=16)] = []
 
     @field_validator("id", "region", "capability")
     @classmethod
@@ -72,13 +89,13 @@ class CameraIn(_Strict):
             raise ValueError("camera url port must be 1-65535")
         return value
 
-    @field_validator("lines")
+    @field_validator("lines", "zones")
     @classmethod
-    def _unique_names(cls, lines: list[LineIn]) -> list[LineIn]:
-        names = [line.name for line in lines]
+    def _unique_names(cls, items: list[LineIn] | list[ZoneIn]) -> list[LineIn] | list[ZoneIn]:
+        names = [item.name for item in items]
         if len(names) != len(set(names)):
-            raise ValueError("line names must be unique within a camera")
-        return lines
+            raise ValueError("names must be unique within a camera")
+        return items
 
 
 class LineOut(BaseModel):
@@ -87,6 +104,13 @@ class LineOut(BaseModel):
     version: int
     a: Point
     b: Point
+
+
+class ZoneOut(BaseModel):
+    id: int
+    name: str
+    version: int
+    points: list[Point]
 
 
 class CameraOut(BaseModel):
@@ -103,7 +127,9 @@ class CameraOut(BaseModel):
     enabled: bool
     created_at: datetime
     lines: list[LineOut]
+    zones: list[ZoneOut]
     totals: dict[str, int] = Field(description="'line_id:direction:class' -> count")
+    occupancy: dict[str, int] = Field(description="'zone_id:class' -> objects inside now")
 
 
 class WorkerOut(BaseModel):
@@ -138,8 +164,22 @@ class GapRow(BaseModel):
     recorded_at: datetime
 
 
+class ZoneRow(BaseModel):
+    zone_id: int
+    zone_version: int
+    object_class: str
+    bucket_start: datetime
+    entries: int
+    exits: int
+    peak_occupancy: int
+    dwell_total_s: float
+    dwell_count: int
+
+
 class CountsOut(BaseModel):
     camera_id: str
     totals: dict[str, int]
+    occupancy: dict[str, int]
     buckets: list[CountRow]
+    zones: list[ZoneRow]
     gaps: list[GapRow]

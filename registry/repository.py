@@ -19,8 +19,20 @@ from contracts.tables import (
     counting_lines,
     coverage_gaps,
     workers,
+    zone_buckets,
+    zones,
 )
-from registry.models import CameraIn, CameraOut, CountRow, CountsOut, GapRow, LineOut, WorkerOut
+from registry.models import (
+    CameraIn,
+    CameraOut,
+    CountRow,
+    CountsOut,
+    GapRow,
+    LineOut,
+    WorkerOut,
+    ZoneOut,
+    ZoneRow,
+)
 
 
 class AlreadyExists(Exception):
@@ -28,7 +40,7 @@ class AlreadyExists(Exception):
 
 
 async def create_camera(engine: AsyncEngine, camera: CameraIn) -> CameraOut:
-    values = camera.model_dump(exclude={"lines"})
+    values = camera.model_dump(exclude={"lines", "zones"})
     values["priority"] = int(camera.priority)
     try:
         async with engine.begin() as conn:
@@ -39,6 +51,14 @@ async def create_camera(engine: AsyncEngine, camera: CameraIn) -> CameraOut:
                         {"camera_id": camera.id, "name": line.name, "version": 1,
                          "geometry": line.geometry().model_dump()}
                         for line in camera.lines
+                    ])
+                )
+            if camera.zones:
+                await conn.execute(
+                    zones.insert().values([
+                        {"camera_id": camera.id, "name": zone.name, "version": 1,
+                         "polygon": [p.model_dump() for p in zone.points]}
+                        for zone in camera.zones
                     ])
                 )
     except IntegrityError:
@@ -62,11 +82,25 @@ async def _lines(conn: AsyncConnection, camera_ids: list[str]) -> dict[str, list
     return out
 
 
+async def _zones(conn: AsyncConnection, camera_ids: list[str]) -> dict[str, list[ZoneOut]]:
+    rows = await conn.execute(
+        select(zones)
+        .where(zones.c.camera_id.in_(camera_ids), zones.c.active)
+        .order_by(zones.c.id)
+    )
+    out: dict[str, list[ZoneOut]] = {}
+    for r in rows:
+        out.setdefault(r.camera_id, []).append(
+            ZoneOut(id=r.id, name=r.name, version=r.version, points=r.polygon)
+        )
+    return out
+
+
 async def list_cameras(
     engine: AsyncEngine, *, limit: int = 100, offset: int = 0, camera_id: str | None = None
 ) -> list[CameraOut]:
     query = (
-        select(cameras, camera_progress.c.totals)
+        select(cameras, camera_progress.c.totals, camera_progress.c.occupancy)
         .outerjoin(camera_progress, camera_progress.c.camera_id == cameras.c.id)
         .order_by(cameras.c.id)
         .limit(limit)
@@ -77,13 +111,15 @@ async def list_cameras(
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
         lines = await _lines(conn, [r.id for r in rows])
+        zone_map = await _zones(conn, [r.id for r in rows])
     return [
         CameraOut(
             id=r.id, name=r.name, url=mask_url(r.url), region=r.region, priority=r.priority,
             target_fps=r.target_fps, batch_frames=r.batch_frames, batch_ms=r.batch_ms,
             deadline_s=r.deadline_s, capability=r.capability, enabled=r.enabled,
             created_at=r.created_at,
-            lines=lines.get(r.id, []), totals=r.totals or {},
+            lines=lines.get(r.id, []), zones=zone_map.get(r.id, []), totals=r.totals or {},
+            occupancy=r.occupancy or {},
         )
         for r in rows
     ]
@@ -96,15 +132,21 @@ async def get_camera(engine: AsyncEngine, camera_id: str) -> CameraOut | None:
 
 async def counts(engine: AsyncEngine, camera_id: str, since: datetime) -> CountsOut:
     async with engine.connect() as conn:
-        totals = (
+        current = (
             await conn.execute(
-                select(camera_progress.c.totals).where(camera_progress.c.camera_id == camera_id)
+                select(camera_progress.c.totals, camera_progress.c.occupancy)
+                .where(camera_progress.c.camera_id == camera_id)
             )
-        ).scalar()
+        ).first()
         buckets = await conn.execute(
             select(count_buckets)
             .where(count_buckets.c.camera_id == camera_id, count_buckets.c.bucket_start >= since)
             .order_by(count_buckets.c.bucket_start, count_buckets.c.line_id)
+        )
+        zone_rows = await conn.execute(
+            select(zone_buckets)
+            .where(zone_buckets.c.camera_id == camera_id, zone_buckets.c.bucket_start >= since)
+            .order_by(zone_buckets.c.bucket_start, zone_buckets.c.zone_id)
         )
         gaps = await conn.execute(
             select(coverage_gaps)
@@ -113,8 +155,10 @@ async def counts(engine: AsyncEngine, camera_id: str, since: datetime) -> Counts
         )
         return CountsOut(
             camera_id=camera_id,
-            totals=totals or {},
+            totals=current.totals if current else {},
+            occupancy=current.occupancy if current else {},
             buckets=[CountRow.model_validate(r, from_attributes=True) for r in buckets],
+            zones=[ZoneRow.model_validate(r, from_attributes=True) for r in zone_rows],
             gaps=[GapRow.model_validate(r, from_attributes=True) for r in gaps],
         )
 

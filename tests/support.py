@@ -14,23 +14,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.batch import EncodedFrame, encode_batch
 from contracts.messages import BatchHeaders
-from contracts.tables import assignments, camera_progress, cameras, counting_lines
+from contracts.tables import assignments, camera_progress, cameras, counting_lines, zones
 from ingest.jpeg import encode_jpeg
 from simulator.scenes import SyntheticScene
 
 T = TypeVar("T")
 
 VERTICAL_LINE = {"a": {"x": 0.5, "y": 0.0}, "b": {"x": 0.5, "y": 1.0}}
+RIGHT_HALF = [{"x": 0.5, "y": 0.0}, {"x": 1.0, "y": 0.0}, {"x": 1.0, "y": 1.0},
+              {"x": 0.5, "y": 1.0}]
 
 
 def scene_batches(
     scene: SyntheticScene, *, camera_id: str, fps: float = 10, batch_frames: int = 5,
     stream_epoch: int = 1, assignment_epoch: int | None = 1, deadline_s: float = 3600,
-    start_at: float | None = None,
+    start_at: float | None = None, tail_s: float = 1.0,
 ) -> list[tuple[BatchHeaders, bytes]]:
-    """The whole scene sampled at `fps`, JPEG-encoded and batched like ingest does."""
+    """The whole scene sampled at `fps`, JPEG-encoded and batched like ingest does, with
+    `tail_s` of empty scene after the last object left."""
     base = start_at if start_at is not None else time.time()
-    n_frames = int(scene.duration_s * fps) + int(fps)  # one quiet second after the last exit
+    n_frames = int((scene.duration_s + tail_s) * fps)
     frames = []
     for i in range(n_frames):
         jpeg, w, h = encode_jpeg(scene.render(i / fps), 640, 80)
@@ -60,7 +63,8 @@ async def seed_camera(
     engine: AsyncEngine, camera_id: str, *, url: str = "rtsp://camera.invalid/x",
     worker_id: str | None = None, epoch: int = 1,
 ) -> int:
-    """Insert a camera with one vertical centre line (and optionally its assignment)."""
+    """Insert a camera with one vertical centre line, a zone over the right half of the frame
+    and optionally its assignment; returns the line id."""
     async with engine.begin() as conn:
         await conn.execute(cameras.insert().values(id=camera_id, name=camera_id, url=url))
         line_id = (
@@ -70,6 +74,10 @@ async def seed_camera(
                 .returning(counting_lines.c.id)
             )
         ).scalar_one()
+        await conn.execute(
+            zones.insert().values(camera_id=camera_id, name="right", version=1,
+                                  polygon=RIGHT_HALF)
+        )
         if worker_id is not None:
             await conn.execute(
                 assignments.insert().values(camera_id=camera_id, worker_id=worker_id, epoch=epoch)

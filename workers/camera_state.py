@@ -1,4 +1,4 @@
-"""Per-camera tracking and counting state, advanced one batch at a time.
+"""Per-camera tracking, line and zone counting state, advanced one batch at a time.
 
 `advance` never mutates its input: the apply transaction may still fail or find a duplicate,
 and then the worker keeps the state it had.
@@ -14,6 +14,7 @@ from typing import Any, Literal
 from workers.counting import CountingLine, Crossing, LineCounter
 from workers.detection import Detection
 from workers.tracking import Tracker, TrackerConfig
+from workers.zones import CountingZone, ZoneCounter, ZoneEvent
 
 Anchor = Literal["foot", "centre"]
 
@@ -22,14 +23,24 @@ def count_key(line_id: int, direction: str, object_class: str) -> str:
     return f"{line_id}:{direction}:{object_class}"
 
 
+def zone_key(zone_id: int, object_class: str) -> str:
+    return f"{zone_id}:{object_class}"
+
+
 @dataclass
 class CameraState:
     tracker: Tracker = field(default_factory=Tracker)
     counter: LineCounter = field(default_factory=LineCounter)
+    zones: ZoneCounter = field(default_factory=ZoneCounter)
     totals: dict[str, int] = field(default_factory=dict)
 
+    def occupancy(self) -> dict[str, int]:
+        """'zone_id:class' -> objects inside now."""
+        return {zone_key(z, c): n for (z, c), n in self.zones.occupancy().items()}
+
     def to_checkpoint(self) -> dict[str, Any]:
-        return {"tracker": self.tracker.to_dict(), "counter": self.counter.to_dict()}
+        return {"tracker": self.tracker.to_dict(), "counter": self.counter.to_dict(),
+                "zones": self.zones.to_dict()}
 
     @classmethod
     def from_checkpoint(
@@ -38,6 +49,7 @@ class CameraState:
         return cls(
             Tracker.from_dict(checkpoint.get("tracker", {}), config),
             LineCounter.from_dict(checkpoint.get("counter", {})),
+            ZoneCounter.from_dict(checkpoint.get("zones", {})),
             dict(totals),
         )
 
@@ -45,23 +57,45 @@ class CameraState:
         return CameraState.from_checkpoint(self.to_checkpoint(), self.totals, self.tracker.config)
 
 
+@dataclass(frozen=True)
+class BatchEffects:
+    crossings: list[Crossing]
+    zone_events: list[ZoneEvent]
+    # (zone_id, zone_version, class) -> most objects inside at once during the batch
+    peak_occupancy: dict[tuple[int, int, str], int]
+
+
 def advance(
     state: CameraState,
     detections_per_frame: Sequence[list[Detection]],
     lines: list[CountingLine],
+    zones: Sequence[CountingZone] = (),
+    frame_times: Sequence[float] = (),
     anchor: Anchor = "foot",
-) -> tuple[CameraState, list[Crossing]]:
+) -> tuple[CameraState, BatchEffects]:
     new = state.copy()
     crossings: list[Crossing] = []
+    events: list[ZoneEvent] = []
+    peak: Counter[tuple[int, str]] = Counter()
+    zone_list = list(zones)
     for index, detections in enumerate(detections_per_frame):
+        at_s = frame_times[index] if index < len(frame_times) else float(index)
         for track in new.tracker.update(detections):
             x1, y1, x2, y2 = track.box
             point = ((x1 + x2) / 2, y2) if anchor == "foot" else ((x1 + x2) / 2, (y1 + y2) / 2)
             crossings += new.counter.observe(
                 index, track.track_id, track.object_class, point, True, lines
             )
-        new.counter.forget(new.tracker.live_ids())
+            if zone_list:
+                events += new.zones.observe(index, at_s, track.track_id, track.object_class,
+                                            point, zone_list)
+        live = new.tracker.live_ids()
+        new.counter.forget(live)
+        events += new.zones.forget(live, at_s, index, zone_list)
+        peak |= new.zones.occupancy()  # Counter union keeps the maximum per key
     delta = Counter(count_key(c.line_id, c.direction, c.object_class) for c in crossings)
     for key, n in delta.items():
         new.totals[key] = new.totals.get(key, 0) + n
-    return new, crossings
+    versions = {z.zone_id: z.version for z in zone_list}
+    peaks = {(z, versions[z], c): n for (z, c), n in peak.items() if z in versions}
+    return new, BatchEffects(crossings, events, peaks)

@@ -22,6 +22,8 @@ GOOD: dict[str, Any] = {
     "priority": 2,
     "target_fps": 5,
     "lines": [{"name": "entry", "a": {"x": 0.1, "y": 0.5}, "b": {"x": 0.9, "y": 0.5}}],
+    "zones": [{"name": "queue", "points": [{"x": 0.1, "y": 0.1}, {"x": 0.4, "y": 0.1},
+                                            {"x": 0.4, "y": 0.4}]}],
 }
 
 
@@ -46,6 +48,7 @@ async def test_create_read_and_list_mask_the_password(api: httpx.AsyncClient) ->
     body = created.json()
     assert body["url"] == "rtsp://admin:***@10.1.2.3:554/stream1"
     assert body["lines"][0]["name"] == "entry" and body["lines"][0]["version"] == 1
+    assert body["zones"][0]["name"] == "queue" and len(body["zones"][0]["points"]) == 3
     for response in (await api.get("/api/cameras/door-1"), await api.get("/api/cameras")):
         assert response.status_code == 200
         assert "pa55word" not in response.text
@@ -64,6 +67,10 @@ async def test_create_read_and_list_mask_the_password(api: httpx.AsyncClient) ->
         (with_(lines=[{"name": "l", "a": {"x": 0.5, "y": 0.5}, "b": {"x": 0.5, "y": 0.5}}]),
          "lines", "must differ"),
         (with_(colour="red"), "colour", "Extra inputs are not permitted"),
+        (with_(zones=[{"name": "z", "points": [{"x": 0.1, "y": 0.1}, {"x": 0.2, "y": 0.2},
+                                               {"x": 0.3, "y": 0.3}]}]), "zones", "no area"),
+        (with_(zones=[{"name": "z", "points": [{"x": 0.1, "y": 0.1}, {"x": 0.2, "y": 0.2}]}]),
+         "points", "at least 3"),
         (with_(id="Front Door"), "id", "lowercase"),
         (with_(priority=9), "priority", "Input should be"),
         (with_(target_fps=0), "target_fps", "greater than 0"),
@@ -88,4 +95,5 @@ async def test_counts_of_a_new_camera_are_empty_not_missing(api: httpx.AsyncClie
     await api.post("/api/cameras", json=GOOD)
     counts = await api.get("/api/cameras/door-1/counts")
     assert counts.status_code == 200
-    assert counts.json() == {"camera_id": "door-1", "totals": {}, "buckets": [], "gaps": []}
+    assert counts.json() == {"camera_id": "door-1", "totals": {}, "occupancy": {},
+                             "buckets": [], "zones": [], "gaps": []}
