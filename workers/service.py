@@ -9,7 +9,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -24,7 +24,9 @@ from infra.gaps import record_gaps
 from workers import metrics
 from workers.detectors import Detectors
 from workers.frames import decode_frames
+from workers.reorder import ReorderWindow
 from workers.repository import CachedState, Outcome, apply_batch
+from workers.sequencer import Applied, Sequencer, stop_task
 from workers.settings import WorkerSettings
 from workers.tracking import TrackerConfig
 
@@ -45,6 +47,7 @@ class Worker:
         self.latency_ema_s = 0.0
         self.consuming = False
         self.stopping = False
+        self._failed: set[int] = set()  # fault injection: batches that already failed once
 
     def health(self) -> dict[str, Any]:
         return {"ok": self.consuming, "worker_id": self.settings.worker_id,
@@ -62,8 +65,14 @@ class Worker:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(server.serve())
                 beats = tg.create_task(self._heartbeats(channel, stop))
+                sequencer = Sequencer(
+                    ReorderWindow(self.settings.reorder_window_batches,
+                                  self.settings.reorder_window_s),
+                    lambda m: self._handle(channel, m),
+                )
+                expiry = tg.create_task(sequencer.expire_forever())
                 async with queue.iterator() as batches:
-                    consumer = tg.create_task(self._consume(channel, batches))
+                    consumer = tg.create_task(self._consume(sequencer, batches))
                     self.consuming = True
                     log.info("worker ready id=%s queue=%s prefetch=%d",
                              self.settings.worker_id, self.queue_name,
@@ -74,6 +83,7 @@ class Worker:
                     self.consuming = False
                     await batches.close()
                     await consumer
+                    await stop_task(expiry)
                 await beats
                 server.should_exit = True
         finally:
@@ -81,11 +91,10 @@ class Worker:
             await self.engine.dispose()
 
     async def _consume(
-        self, channel: AbstractChannel, batches: AsyncIterator[AbstractIncomingMessage]
+        self, sequencer: Sequencer, batches: AsyncIterator[AbstractIncomingMessage]
     ) -> None:
-        # One at a time, in delivery order: a camera's batches must apply in sequence.
         async for message in batches:
-            await self._handle(channel, message)
+            await sequencer.submit(message)
 
     async def _heartbeats(self, channel: AbstractChannel, stop: asyncio.Event) -> None:
         exchange = await channel.get_exchange(broker.HEARTBEATS)
@@ -107,25 +116,28 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.heartbeat_interval_s)
 
-    async def _handle(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
+    async def _handle(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> Applied:
         self.in_flight += 1
         metrics.IN_FLIGHT.inc()
         try:
-            await asyncio.wait_for(self._process(channel, message), self.settings.job_timeout_s)
+            return await asyncio.wait_for(self._process(channel, message),
+                                          self.settings.job_timeout_s)
         except MessageError as exc:
             log.warning("dead-lettering message %s: %s", message.message_id, exc)
             await amqp.dead_letter(channel, message, str(exc), f"worker:{self.settings.worker_id}")
             metrics.DEAD_LETTERED.inc()
+            return None
         except Exception:
             log.exception("batch %s failed; it will be redelivered", message.message_id)
             metrics.BATCHES.labels("error").inc()
             await asyncio.sleep(self.settings.retry_delay_s)
             await message.nack(requeue=True)
+            return None
         finally:
             self.in_flight -= 1
             metrics.IN_FLIGHT.dec()
 
-    async def _process(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
+    async def _process(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> Applied:
         headers = BatchHeaders.from_amqp(message.headers)
         if headers.assignment_epoch is None:
             raise MessageError("batch reached a worker without an assignment_epoch header")
@@ -137,7 +149,7 @@ class Worker:
                                            "stale")])
             metrics.BATCHES.labels("stale").inc()
             await message.ack()
-            return
+            return None
         decoded = await asyncio.to_thread(decode_frames, frames)
         metrics.CORRUPT_FRAMES.inc(decoded.corrupt)
         metrics.FRAMES.inc(len(decoded.images))
@@ -146,8 +158,7 @@ class Worker:
         result = await apply_batch(
             self.engine, self.settings.worker_id, headers, decoded.captured_at, detections,
             self.cache.get(headers.camera_id), self.tracker_config,
-            before_commit=self._die if self.settings.kills_at("before_commit", headers.seq)
-            else None,
+            before_commit=self._fault_before_commit(headers.seq),
         )
         if self.settings.kills_at("after_commit", headers.seq):
             await self._die()
@@ -166,6 +177,22 @@ class Worker:
         metrics.BATCHES.labels(result.outcome.value).inc()
         self.processed += 1
         await message.ack()
+        progress = result.progress
+        if result.outcome in (Outcome.APPLIED, Outcome.DUPLICATE) and progress is not None:
+            return headers.camera_id, progress.stream_epoch, progress.last_seq
+        return None
+
+    def _fault_before_commit(self, seq: int) -> Callable[[], Awaitable[None]] | None:
+        if self.settings.kills_at("before_commit", seq):
+            return self._die
+        if self.settings.kills_at("fail_once", seq) and seq not in self._failed:
+            self._failed.add(seq)
+
+            async def fail() -> None:
+                raise RuntimeError(f"fault injection: batch {seq} fails once")
+
+            return fail
+        return None
 
     async def _die(self) -> None:
         log.warning("fault injection: SIGKILL now (%s)", self.settings.fault_injection)

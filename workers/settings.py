@@ -23,6 +23,8 @@ class WorkerSettings(CommonSettings):
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     job_timeout_s: float = Field(default=30.0, gt=0)
     retry_delay_s: float = Field(default=1.0, ge=0, description="before redelivering on failure")
+    reorder_window_batches: int = Field(default=3, ge=0, description="held per camera")
+    reorder_window_s: float = Field(default=2.0, ge=0)
     detector: Literal["motion", "onnx"] = "motion"
     model_path: Path | None = None
     use_gpu: bool = False
@@ -33,8 +35,9 @@ class WorkerSettings(CommonSettings):
     fault_injection: str = Field(
         default="",
         description="tests only: 'before_commit@SEQ' or 'after_commit@SEQ' makes this process "
-        "SIGKILL itself at that point of the batch with that seq",
-        pattern=r"^((before|after)_commit@\d+)?$",
+        "SIGKILL itself at that point of the batch with that seq; 'fail_once@SEQ' makes that "
+        "batch's first transaction fail (it is requeued)",
+        pattern=r"^(((before|after)_commit|fail_once)@\d+)?$",
     )
 
     def kills_at(self, point: str, seq: int) -> bool:
@@ -44,6 +47,14 @@ class WorkerSettings(CommonSettings):
     def class_filter(self) -> frozenset[str] | None:
         names = frozenset(c.strip() for c in self.detect_classes.split(",") if c.strip())
         return names or None
+
+    @model_validator(mode="after")
+    def _window_fits_prefetch(self) -> WorkerSettings:
+        if self.reorder_window_batches >= self.prefetch_count:
+            # Held batches stay unacked: a full prefetch would leave no room for the one
+            # they are waiting for.
+            raise ValueError("REORDER_WINDOW_BATCHES must be below PREFETCH_COUNT")
+        return self
 
     @model_validator(mode="after")
     def _model_for_onnx(self) -> WorkerSettings:
