@@ -42,6 +42,8 @@ cameras = Table(
     Column("batch_ms", Integer, nullable=False, server_default="1000"),
     Column("deadline_s", Float, nullable=False, server_default="10"),
     Column("capability", Text, nullable=False, server_default="motion"),
+    Column("object_classes", JSONB, nullable=True, comment="classes counted; null = all"),
+    Column("min_confidence", Float, nullable=True, comment="null = the worker's threshold"),
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("stream_epoch", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

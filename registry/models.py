@@ -61,6 +61,11 @@ class CameraIn(_Strict):
     deadline_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     capability: Annotated[str, Field(min_length=1, max_length=63,
                                      description="worker type that must process it")] = "motion"
+    object_classes: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+        Field(max_length=80, description="classes counted for this camera; null = all"),
+    ] = None
+    min_confidence: Annotated[float | None, Field(gt=0, lt=1)] = None
     enabled: bool = True
     lines: Annotated[list[LineIn], Field(max_length=16)] = []
     zones: Annotated[list[ZoneIn], Field(max_length=16)] = []
@@ -124,6 +129,8 @@ class CameraOut(BaseModel):
     batch_ms: int
     deadline_s: float
     capability: str
+    object_classes: list[str] | None
+    min_confidence: float | None
     enabled: bool
     created_at: datetime
     lines: list[LineOut]

@@ -116,7 +116,8 @@ async def list_cameras(
         CameraOut(
             id=r.id, name=r.name, url=mask_url(r.url), region=r.region, priority=r.priority,
             target_fps=r.target_fps, batch_frames=r.batch_frames, batch_ms=r.batch_ms,
-            deadline_s=r.deadline_s, capability=r.capability, enabled=r.enabled,
+            deadline_s=r.deadline_s, capability=r.capability,
+            object_classes=r.object_classes, min_confidence=r.min_confidence, enabled=r.enabled,
             created_at=r.created_at,
             lines=lines.get(r.id, []), zones=zone_map.get(r.id, []), totals=r.totals or {},
             occupancy=r.occupancy or {},

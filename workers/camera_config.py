@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.geometry import LineGeometry, Point
-from contracts.tables import counting_lines, zones
+from contracts.tables import cameras, counting_lines, zones
 from workers.counting import CountingLine
+from workers.detection import Detection
 from workers.zones import CountingZone
 
 
@@ -32,3 +36,34 @@ async def load_zones(conn: AsyncConnection, camera_id: str) -> list[CountingZone
         CountingZone(r.id, r.version, tuple(Point.model_validate(p) for p in r.polygon))
         for r in rows
     ]
+
+
+@dataclass(frozen=True)
+class DetectionFilter:
+    """A camera's own choice of what to count, applied to the worker's detections."""
+
+    classes: frozenset[str] | None = None
+    min_confidence: float | None = None
+
+    def apply(self, frames: Sequence[list[Detection]]) -> list[list[Detection]]:
+        if self.classes is None and self.min_confidence is None:
+            return list(frames)
+        return [
+            [d for d in frame
+             if (self.classes is None or d.object_class in self.classes)
+             and (self.min_confidence is None or d.score >= self.min_confidence)]
+            for frame in frames
+        ]
+
+
+async def load_filter(conn: AsyncConnection, camera_id: str) -> DetectionFilter:
+    row = (
+        await conn.execute(
+            select(cameras.c.object_classes, cameras.c.min_confidence)
+            .where(cameras.c.id == camera_id)
+        )
+    ).first()
+    if row is None:
+        return DetectionFilter()
+    classes = frozenset(row.object_classes) if row.object_classes is not None else None
+    return DetectionFilter(classes, row.min_confidence)

@@ -21,7 +21,7 @@ from contracts.tables import (
     camera_progress,
 )
 from infra.gaps import record_gaps
-from workers.camera_config import load_lines, load_zones
+from workers.camera_config import load_filter, load_lines, load_zones
 from workers.camera_state import CameraState, advance
 from workers.counting import Crossing
 from workers.detection import Detection
@@ -92,6 +92,7 @@ async def apply_batch(
 
         lines = await load_lines(conn, camera_id)
         zones = await load_zones(conn, camera_id)
+        wanted = await load_filter(conn, camera_id)
         if cached is not None and cached.progress == progress:
             before = cached.state
         elif row is not None:
@@ -100,7 +101,7 @@ async def apply_batch(
                                                  tracker_config)
         else:
             before = CameraState(Tracker(tracker_config))
-        state, effects = advance(before, detections, lines, zones, frame_times)
+        state, effects = advance(before, wanted.apply(detections), lines, zones, frame_times)
         await record_gaps(conn, camera_id, decision.gaps)
         await write_effects(conn, worker_id, headers, frame_times, state, effects, row is None)
         if before_commit is not None:

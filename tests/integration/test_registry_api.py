@@ -21,6 +21,8 @@ GOOD: dict[str, Any] = {
     "region": "eu-west",
     "priority": 2,
     "target_fps": 5,
+    "object_classes": ["person", "bicycle"],
+    "min_confidence": 0.4,
     "lines": [{"name": "entry", "a": {"x": 0.1, "y": 0.5}, "b": {"x": 0.9, "y": 0.5}}],
     "zones": [{"name": "queue", "points": [{"x": 0.1, "y": 0.1}, {"x": 0.4, "y": 0.1},
                                             {"x": 0.4, "y": 0.4}]}],
@@ -49,6 +51,7 @@ async def test_create_read_and_list_mask_the_password(api: httpx.AsyncClient) ->
     assert body["url"] == "rtsp://admin:***@10.1.2.3:554/stream1"
     assert body["lines"][0]["name"] == "entry" and body["lines"][0]["version"] == 1
     assert body["zones"][0]["name"] == "queue" and len(body["zones"][0]["points"]) == 3
+    assert body["object_classes"] == ["person", "bicycle"] and body["min_confidence"] == 0.4
     for response in (await api.get("/api/cameras/door-1"), await api.get("/api/cameras")):
         assert response.status_code == 200
         assert "pa55word" not in response.text
@@ -74,6 +77,7 @@ async def test_create_read_and_list_mask_the_password(api: httpx.AsyncClient) ->
         (with_(id="Front Door"), "id", "lowercase"),
         (with_(priority=9), "priority", "Input should be"),
         (with_(target_fps=0), "target_fps", "greater than 0"),
+        (with_(min_confidence=1.5), "min_confidence", "less than 1"),
     ],
 )
 async def test_invalid_cameras_get_a_422_naming_the_problem(
