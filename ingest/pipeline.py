@@ -61,36 +61,43 @@ class CameraPipeline:
         epoch = await next_stream_epoch(self.engine, spec.id)
         log.info("camera %s: connecting to %s (stream epoch %d)", spec.id, mask_url(spec.url),
                  epoch)
+        out = _Outbound(self, epoch, Batcher(BatchPolicy(
+            spec.batch_frames, spec.batch_ms / 1000, self.settings.max_batch_bytes)))
         frames = rtsp_frames(spec.url, transport=self.settings.rtsp_transport,
                              timeout_s=self.settings.rtsp_timeout_s)
-        # aclosing: an error in this loop must TEARDOWN the session now, not at GC time.
-        async with contextlib.aclosing(frames):
-            await self._pump(frames, epoch)
+        ticker = asyncio.create_task(out.flush_due_forever())
+        try:
+            # aclosing: an error in this loop must TEARDOWN the session now, not at GC time.
+            async with contextlib.aclosing(frames):
+                await self._pump(frames, out)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+        # Only reached when the stream ended by itself or failed (not when cancelled): what
+        # was batched so far still counts.
+        await out.drain()
 
-    async def _pump(self, frames: AsyncIterator[DecodedFrame], epoch: int) -> None:
-        spec = self.spec
-        sampler = Sampler(spec.target_fps)
-        batcher = Batcher(BatchPolicy(spec.batch_frames, spec.batch_ms / 1000,
-                                      self.settings.max_batch_bytes))
-        seq = 0
-        async for frame in frames:
-            if self.status != "live":
-                self.status = "live"
-                log.info("camera %s: live", spec.id)
-            metrics.FRAMES_DECODED.labels(spec.id).inc()
-            if not sampler.take(frame.pts_s):
-                continue
-            metrics.FRAMES_SAMPLED.labels(spec.id).inc()
-            jpeg, width, height = await asyncio.to_thread(
-                encode_jpeg, frame.image, self.settings.max_width, self.settings.jpeg_quality
-            )
-            batch = batcher.add(EncodedFrame(frame.received_at, width, height, jpeg),
-                                time.monotonic())
-            if batch:
-                await self._publish(epoch, seq, batch)
-                seq += 1
+    async def _pump(self, frames: AsyncIterator[DecodedFrame], out: _Outbound) -> None:
+        sampler = Sampler(self.spec.target_fps)
+        try:
+            async for frame in frames:
+                if self.status != "live":
+                    self.status = "live"
+                    log.info("camera %s: live", self.spec.id)
+                metrics.FRAMES_DECODED.labels(self.spec.id).inc()
+                if not sampler.take(frame.pts_s):
+                    continue
+                metrics.FRAMES_SAMPLED.labels(self.spec.id).inc()
+                jpeg, width, height = await asyncio.to_thread(
+                    encode_jpeg, frame.image, self.settings.max_width, self.settings.jpeg_quality
+                )
+                await out.add(EncodedFrame(frame.received_at, width, height, jpeg))
+        except RtspError:
+            await out.drain()
+            raise
 
-    async def _publish(self, epoch: int, seq: int, frames: list[EncodedFrame]) -> None:
+    async def publish(self, epoch: int, seq: int, frames: list[EncodedFrame]) -> None:
         spec = self.spec
         captured_at = frames[0].captured_at
         headers = BatchHeaders(
@@ -109,3 +116,33 @@ class CameraPipeline:
         )
         metrics.BATCHES.labels(spec.id).inc()
         metrics.PUBLISH_LATENCY.observe(time.time() - captured_at)
+
+
+class _Outbound:
+    """One stream epoch's batches: sequence numbers, the batcher, and a lock so that frame
+    arrivals and the wait-time flush never publish concurrently (seq order = publish order)."""
+
+    def __init__(self, pipeline: CameraPipeline, epoch: int, batcher: Batcher) -> None:
+        self.pipeline, self.epoch, self.batcher = pipeline, epoch, batcher
+        self.seq = 0
+        self.lock = asyncio.Lock()
+
+    async def add(self, frame: EncodedFrame) -> None:
+        async with self.lock:
+            await self._send(self.batcher.add(frame, time.monotonic()))
+
+    async def flush_due_forever(self, interval_s: float = 0.05) -> None:
+        # A stalled stream must not hold a partial batch until its deadline has passed.
+        while True:
+            await asyncio.sleep(interval_s)
+            async with self.lock:
+                await self._send(self.batcher.due(time.monotonic()))
+
+    async def drain(self) -> None:
+        async with self.lock:
+            await self._send(self.batcher.drain())
+
+    async def _send(self, batch: list[EncodedFrame] | None) -> None:
+        if batch:
+            await self.pipeline.publish(self.epoch, self.seq, batch)
+            self.seq += 1
