@@ -109,16 +109,25 @@ def run_objectcounter(clip: Path, line: PixelLine, model: Path, confidence: floa
     first = next(frames)
     # Warm-up: loads the ONNX session through the same predictor `track` will reuse.
     counter.model.predict(first, conf=confidence, classes=[0], verbose=False)
+    ours_in = objectcounter_in_is_ours(line)
+    events: list[tuple[int, int, str]] = []
     started = time.perf_counter()
     n = 0
     for frame in _chain(first, frames):
+        counted, raw_in = set(counter.counted_ids), int(counter.in_count)
         counter(frame)
         n += 1
+        # Bookkeeping outside the peer's own work, cheap next to a detection.
+        new_ids = sorted(set(counter.counted_ids) - counted)
+        entered = int(counter.in_count) - raw_in
+        for i, track_id in enumerate(new_ids):
+            peer_in = i < entered  # one crossing per frame in practice
+            events.append((n, int(track_id), "in" if peer_in == ours_in else "out"))
     seconds = time.perf_counter() - started
     raw = (int(counter.in_count), int(counter.out_count))
     return _result(OBJECTCOUNTER, _mapped(line, *raw), raw, n, seconds,
                    tracker=str(counter.CFG["tracker"]), anchor="box centre",
-                   nms_iou=float(counter.CFG["iou"]))
+                   nms_iou=float(counter.CFG["iou"]), events=events)
 
 
 def _linezone(line: PixelLine) -> Any:
@@ -141,6 +150,7 @@ def run_bytetrack(clip: Path, line: PixelLine, model: Path, confidence: float) -
     tracker = ByteTrackTracker(frame_rate=fps)
     zone = _linezone(line)
     session.run(None, {name: letterbox(np.zeros((height, width, 3), np.uint8), size)[0]})
+    events: list[tuple[int, int, str]] = []
     started = time.perf_counter()
     n = 0
     for frame in read_frames(clip):
@@ -151,12 +161,16 @@ def run_bytetrack(clip: Path, line: PixelLine, model: Path, confidence: float) -
         detections = sv.Detections(
             xyxy=xyxy.astype(np.float64), confidence=scores, class_id=np.zeros(len(xyxy), int)
         )
-        zone.trigger(tracker.update(detections))
+        tracked = tracker.update(detections)
+        crossed_in, crossed_out = zone.trigger(tracked)
         n += 1
+        ids = tracked.tracker_id if tracked.tracker_id is not None else np.zeros(0, int)
+        for index in np.flatnonzero(crossed_in | crossed_out):
+            events.append((n, int(ids[index]), "in" if crossed_in[index] else "out"))
     seconds = time.perf_counter() - started
     raw = (int(zone.in_count), int(zone.out_count))
     return _result(BYTETRACK, raw, raw, n, seconds, tracker="ByteTrackTracker defaults",
-                   anchor="bottom centre", nms_iou=NMS_IOU)
+                   anchor="bottom centre", nms_iou=NMS_IOU, events=events)
 
 
 def run_bare(clip: Path, model: Path, repeat: int) -> Result:

@@ -119,3 +119,26 @@ def test_real_ground_truth_gives_the_documented_counts(
         pytest.skip(f"ground truth not present at {gt} (see ../shared/data/README.md)")
     boxes = parse_mot_gt(gt.read_text())
     assert counts(boxes, PixelLine((x, 0.0), (x, 480.0))) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        PixelLine((100.0, 0.0), (100.0, 200.0)),
+        PixelLine((100.0, 200.0), (100.0, 0.0)),
+        PixelLine((0.0, 100.0), (200.0, 100.0)),
+        PixelLine((200.0, 100.0), (0.0, 100.0)),
+        PixelLine((90.0, 0.0), (110.0, 200.0)),  # steep: ObjectCounter treats it as vertical
+        PixelLine((0.0, 90.0), (200.0, 110.0)),  # shallow: treated as horizontal
+    ],
+)
+def test_objectcounter_direction_mapping_agrees_with_the_evaluator(line: PixelLine) -> None:
+    """ObjectCounter's IN is "moved right" across a steep line and "moved down" across a
+    shallow one, whatever the line's a->b; peers.py maps it onto our in/out by orientation."""
+    from bench.accuracy.peers import objectcounter_in_is_ours
+
+    steep = abs(line.a[0] - line.b[0]) < abs(line.a[1] - line.b[1])
+    start, end = ((60.0, 100.0), (140.0, 100.0)) if steep else ((100.0, 60.0), (100.0, 140.0))
+    ours = counts(walk(1, [start, end]), line)  # the peer's IN motion: right, or down
+    assert ours.total == 1
+    assert (ours.in_ == 1) is objectcounter_in_is_ours(line)
