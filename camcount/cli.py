@@ -51,7 +51,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from camcount import services
+    from camcount import model_export, services
     from simulator import cli as simulator_cli
 
     parser = argparse.ArgumentParser(prog="camcount", description=__doc__)
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                    ).set_defaults(func=_migrate)
     services.add_parser(sub)
     simulator_cli.add_parser(sub)
+    model_export.add_parser(sub)
     return parser
 
 

@@ -19,18 +19,25 @@ class Detectors:
 
     def load(self) -> None:
         """Load and warm up the shared model (blocking: call from a thread at start-up)."""
-        if self.settings.detector == "onnx":
-            # Imported here: a motion-only worker never loads ONNX Runtime.
+        s = self.settings
+        if s.detector == "motion":
+            return
+        assert s.model_path is not None  # checked by the settings
+        detector: Detector
+        # Imported here: a motion-only worker never loads ONNX Runtime or torch.
+        if s.detector == "onnx":
             from workers.onnx_detector import OnnxDetector
 
-            assert self.settings.model_path is not None  # checked by the settings
-            detector = OnnxDetector(
-                self.settings.model_path, use_gpu=self.settings.use_gpu,
-                gpu_device=self.settings.gpu_device, confidence=self.settings.confidence,
-                classes=self.settings.class_filter,
-            )
-            detector.warm_up()
-            self._shared = detector
+            detector = OnnxDetector(s.model_path, use_gpu=s.use_gpu, gpu_device=s.gpu_device,
+                                    confidence=s.confidence, classes=s.class_filter)
+        else:
+            from workers.ultralytics_detector import UltralyticsDetector
+
+            detector = UltralyticsDetector(s.model_path, use_gpu=s.use_gpu,
+                                           gpu_device=s.gpu_device, confidence=s.confidence,
+                                           classes=s.class_filter)
+        detector.warm_up()
+        self._shared = detector
 
     def for_camera(self, camera_id: str) -> Detector:
         if self._shared is not None:

@@ -25,7 +25,7 @@ class WorkerSettings(CommonSettings):
     retry_delay_s: float = Field(default=1.0, ge=0, description="before redelivering on failure")
     reorder_window_batches: int = Field(default=3, ge=0, description="held per camera")
     reorder_window_s: float = Field(default=2.0, ge=0)
-    detector: Literal["motion", "onnx"] = "motion"
+    detector: Literal["motion", "onnx", "ultralytics"] = "motion"
     model_path: Path | None = None
     use_gpu: bool = False
     gpu_device: int = Field(default=0, ge=0)
@@ -57,9 +57,10 @@ class WorkerSettings(CommonSettings):
         return self
 
     @model_validator(mode="after")
-    def _model_for_onnx(self) -> WorkerSettings:
-        if self.detector == "onnx" and self.model_path is None:
-            raise ValueError("DETECTOR=onnx needs MODEL_PATH (an .onnx file)")
+    def _model_for_detector(self) -> WorkerSettings:
+        if self.detector != "motion" and self.model_path is None:
+            raise ValueError(f"DETECTOR={self.detector} needs MODEL_PATH (.onnx, or .pt/.yaml "
+                             "for ultralytics)")
         if self.model_path is not None and not self.model_path.is_file():
             raise ValueError(f"MODEL_PATH {self.model_path} is not a file")
         return self
