@@ -15,12 +15,11 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from workers.detection import Detection, Image
+from workers.detection import Detection, Image, check_thresholds, class_ids
 from workers.providers import choose_providers, lacks_gpu
 from workers.yolo_decode import (
     PAD_VALUE,
     Candidates,
-    IntArray,
     Letterbox,
     ModelFamily,
     class_count,
@@ -69,10 +68,7 @@ class OnnxDetector:
         intra_op_threads: int | None = None,
         input_size: int = 640,
     ) -> None:
-        if not 0.0 <= confidence < 1.0:
-            raise ValueError(f"confidence must be in [0, 1), got {confidence}")
-        if not 0.0 < iou_threshold <= 1.0:
-            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        check_thresholds(confidence, iou_threshold)
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.model_path = Path(model_path)
@@ -111,7 +107,8 @@ class OnnxDetector:
         self._family = detect_family(model_output.shape)
         metadata = self._session.get_modelmeta().custom_metadata_map
         self._names = parse_class_names(metadata, class_count(self._family, model_output.shape))
-        self._allowed = _class_indices(self._names, classes)
+        ids = class_ids(self._names, classes)
+        self._allowed = None if ids is None else np.array(ids, np.intp)
         if self._family is ModelFamily.YOLOX:
             self._grid, self._strides = yolox_grid(self._input_h, self._input_w)
 
@@ -187,16 +184,3 @@ class OnnxDetector:
             )
         keep = nms(candidates, self.iou_threshold)
         return to_detections(candidates, keep, box, self._names)
-
-
-def _class_indices(names: Sequence[str], wanted: Collection[str] | None) -> IntArray | None:
-    """Model class indices for the wanted names; an unknown name is a configuration error,
-    not something to count zero of silently."""
-    if wanted is None:
-        return None
-    if not wanted:
-        raise ValueError("classes must name at least one class (None means all)")
-    unknown = sorted(set(wanted) - set(names))
-    if unknown:
-        raise ValueError(f"classes {unknown} are not among the model's {len(names)} classes")
-    return np.array([i for i, name in enumerate(names) if name in wanted], np.intp)

@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from workers.detection import Detection, Image
+from workers.detection import Detection, Image, check_thresholds, class_ids
 from workers.yolo_decode import COCO80, PAD_VALUE
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,7 @@ class UltralyticsDetector:
         classes: Collection[str] | None = None,
         input_size: int = 640,
     ) -> None:
-        if not 0.0 <= confidence < 1.0:
-            raise ValueError(f"confidence must be in [0, 1), got {confidence}")
-        if not 0.0 < iou_threshold <= 1.0:
-            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        check_thresholds(confidence, iou_threshold)
         if input_size < STRIDE or input_size % STRIDE:
             raise ValueError(f"input_size must be a positive multiple of {STRIDE}, got "
                              f"{input_size}")
@@ -125,7 +122,7 @@ class UltralyticsDetector:
                         self.model_path.name)
         self._model: Any = ultralytics.YOLO(str(self.model_path), task="detect")
         self._names = class_names_of(self._model.names)
-        self._class_ids = _class_ids(self._names, classes)
+        self._class_ids = class_ids(self._names, classes)
         # ultralytics' default "rect" letterbox pads only to the stride, which a torch model takes
         # at any size; an ONNX export with a fixed height and width (the project's exports, with
         # a dynamic batch only) rejects it, so those get the full square, as in OnnxDetector.
@@ -198,17 +195,6 @@ def class_names_of(names: Any) -> tuple[str, ...]:
     return ordered
 
 
-def _class_ids(names: Sequence[str], wanted: Collection[str] | None) -> list[int] | None:
-    """Model class ids for the wanted names; an unknown name is a configuration error, not
-    something to count zero of silently (as in OnnxDetector)."""
-    if wanted is None:
-        return None
-    if not wanted:
-        raise ValueError("classes must name at least one class (None means all)")
-    unknown = sorted(set(wanted) - set(names))
-    if unknown:
-        raise ValueError(f"classes {unknown} are not among the model's {len(names)} classes")
-    return [i for i, name in enumerate(names) if name in wanted]
 
 
 def _onnx_input_size(path: Path) -> tuple[int, int] | None:
