@@ -29,7 +29,8 @@ class Detectors:
             from workers.onnx_detector import OnnxDetector
 
             detector = OnnxDetector(s.model_path, use_gpu=s.use_gpu, gpu_device=s.gpu_device,
-                                    confidence=s.confidence, classes=s.class_filter)
+                                    confidence=s.confidence, classes=s.class_filter,
+                                    trt_cache_dir=s.trt_cache_dir)
         else:
             from workers.ultralytics_detector import UltralyticsDetector
 

@@ -67,6 +67,7 @@ class OnnxDetector:
         max_batch: int = 8,
         intra_op_threads: int | None = None,
         input_size: int = 640,
+        trt_cache_dir: Path | None = None,
     ) -> None:
         check_thresholds(confidence, iou_threshold)
         if max_batch < 1:
@@ -79,7 +80,8 @@ class OnnxDetector:
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
         requested = choose_providers(
-            ort.get_available_providers(), use_gpu=use_gpu, gpu_device=gpu_device
+            ort.get_available_providers(), use_gpu=use_gpu, gpu_device=gpu_device,
+            trt_cache_dir=trt_cache_dir,
         )
         self._session = ort.InferenceSession(
             str(self.model_path), sess_options=options, providers=requested

@@ -9,6 +9,7 @@ only a request; the session's `get_providers()` is the truth, and the detector r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -20,17 +21,30 @@ ProviderRequest = tuple[str, dict[str, str]]
 
 
 def choose_providers(
-    available: Sequence[str], *, use_gpu: bool, gpu_device: int = 0
+    available: Sequence[str], *, use_gpu: bool, gpu_device: int = 0,
+    trt_cache_dir: Path | None = None,
 ) -> list[ProviderRequest]:
     """Best first: TensorRT, then CUDA on `gpu_device`, then the CPU, always last, because
-    graph nodes a GPU provider cannot run (ConvInteger in an int8 model) fall through to it."""
+    graph nodes a GPU provider cannot run (ConvInteger in an int8 model) fall through to it.
+
+    TensorRT builds an engine per model and input shape, which takes minutes; with
+    `trt_cache_dir` the engines (and timing caches) persist across worker restarts."""
     if gpu_device < 0:
         raise ValueError(f"gpu_device must be >= 0, got {gpu_device}")
     chosen: list[ProviderRequest] = []
     if use_gpu:
-        chosen.extend(
-            (name, {"device_id": str(gpu_device)}) for name in GPU_PROVIDERS if name in available
-        )
+        for name in GPU_PROVIDERS:
+            if name not in available:
+                continue
+            options = {"device_id": str(gpu_device)}
+            if name == TENSORRT and trt_cache_dir is not None:
+                options |= {
+                    "trt_engine_cache_enable": "True",
+                    "trt_engine_cache_path": str(trt_cache_dir),
+                    "trt_timing_cache_enable": "True",
+                    "trt_timing_cache_path": str(trt_cache_dir),
+                }
+            chosen.append((name, options))
     chosen.append((CPU, {}))
     return chosen
 

@@ -29,6 +29,9 @@ class WorkerSettings(CommonSettings):
     model_path: Path | None = None
     use_gpu: bool = False
     gpu_device: int = Field(default=0, ge=0)
+    trt_cache_dir: Path | None = Field(
+        default=None, description="TensorRT engine cache: engines survive worker restarts"
+    )
     confidence: float = Field(default=0.3, gt=0, lt=1)
     detect_classes: str = Field(default="", description="comma-separated; empty = all classes")
     model_cache_size: int = Field(default=2, ge=1)

@@ -218,6 +218,13 @@ def test_provider_choice() -> None:
     assert choose_providers([CUDA, CPU], use_gpu=True) == [(CUDA, {"device_id": "0"}), (CPU, {})]
     assert choose_providers([CPU], use_gpu=True) == [(CPU, {})]
     assert lacks_gpu([CPU]) and not lacks_gpu([CUDA, CPU])
+    cached = choose_providers(everything, use_gpu=True, trt_cache_dir=Path("/var/cache/trt"))
+    assert cached[0] == (TENSORRT, {
+        "device_id": "0", "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": "/var/cache/trt", "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": "/var/cache/trt",
+    })
+    assert cached[1] == (CUDA, {"device_id": "0"})
     with pytest.raises(ValueError):
         choose_providers(everything, use_gpu=True, gpu_device=-1)
 
