@@ -6,6 +6,7 @@ by event_seq). Rows are claimed with SKIP LOCKED so several relays can run.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import aio_pika
@@ -13,6 +14,7 @@ from aio_pika.abc import AbstractExchange
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from broadcaster import metrics
 from broadcaster.hub import Hub
 from contracts.broker import results_routing_key
 from contracts.messages import CountUpdate
@@ -57,8 +59,13 @@ async def relay_once(
             .where(outbox.c.id.in_([r.id for r in rows]))
             .values(published_at=func.now())
         )
+    now = time.time()
     for update in updates:
-        hub.publish(update.camera_id, {"type": "counts", **update.model_dump(mode="json")})
+        metrics.RELAY_LAG.observe(max(0.0, now - update.committed_at))
+        event = {"type": "counts", **update.model_dump(mode="json")}
+        dropped = hub.publish(update.camera_id, event)
+        metrics.DROPPED.inc(len(dropped))
+    metrics.RELAYED.inc(len(updates))
     return updates
 
 

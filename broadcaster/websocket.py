@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from broadcaster import metrics
 from broadcaster.hub import ALL, Client, Hub
 from broadcaster.relay import replay
 
@@ -42,6 +43,7 @@ class Connection:
 
     async def serve(self) -> None:
         self.hub.join(self.client)
+        metrics.CLIENTS.inc()
         try:
             await self.ws.send(json.dumps({"type": "hello"}))
             tasks = [
@@ -59,6 +61,7 @@ class Connection:
             pass
         finally:
             self.hub.leave(self.client)
+            metrics.CLIENTS.dec()
 
     async def _send(self) -> None:
         while True:

@@ -4,17 +4,18 @@ No `from __future__ import annotations` here: FastAPI reads the route annotation
 definition time, and some close over settings (the maximum page size).
 """
 
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, status
+from fastapi import FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.ops import metrics_response
-from registry import repository
+from registry import metrics, repository
 from registry.models import CameraIn, CameraOut, CountsOut, WorkerOut
 from registry.settings import RegistrySettings
 
@@ -23,6 +24,17 @@ def create_app(
     settings: RegistrySettings, engine: AsyncEngine, health: Callable[[], dict[str, Any]]
 ) -> FastAPI:
     app = FastAPI(title="camcount registry", version="0.1.0")
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]],
+                      ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        # The route template, not the path: camera ids must not explode label cardinality.
+        route = getattr(request.scope.get("route"), "path", "static")
+        metrics.REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
+        return response
 
     @app.get("/health")
     async def get_health(response: Response) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import uvicorn
 from contracts.messages import WorkerHeartbeat
 from infra import amqp, db
 from infra.ops import EmbeddedServer, bound_port
-from registry import repository
+from registry import metrics, repository
 from registry.app import create_app
 from registry.settings import RegistrySettings
 
@@ -52,5 +52,6 @@ class Registry:
             await self.engine.dispose()
 
     async def _on_heartbeat(self, beat: WorkerHeartbeat) -> None:
+        metrics.HEARTBEATS.inc()
         status = "stopping" if beat.stopping else "up"
         await repository.record_heartbeat(self.engine, beat, datetime.now(UTC), status)

@@ -42,9 +42,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+OPS_ROLES = ("broadcaster", "worker", "balancer", "ingest")
+
+
 @pytest.fixture
 def stack(isolated: Isolated, tmp_path: Path) -> Iterator[dict[str, int]]:
     ports = {"rtsp": free_port(), "http": free_port(), "ws": free_port()}
+    ports |= {f"ops-{role}": free_port() for role in OPS_ROLES}
     env = {
         **isolated.env(), "HTTP_PORT": str(ports["http"]), "WS_PORT": str(ports["ws"]),
         "BROADCASTER_PUBLIC_URL": f"ws://127.0.0.1:{ports['ws']}/ws",
@@ -58,8 +62,9 @@ def stack(isolated: Isolated, tmp_path: Path) -> Iterator[dict[str, int]]:
         env, tmp_path / "simulator.log",
     )]
     for role in ("registry", "broadcaster", "worker", "balancer", "ingest"):
+        role_env = {**env, "OPS_PORT": str(ports.get(f"ops-{role}", 0))}
         children.append(
-            processes.spawn(role, processes.role_argv(role), env, tmp_path / f"{role}.log")
+            processes.spawn(role, processes.role_argv(role), role_env, tmp_path / f"{role}.log")
         )
     try:
         yield ports
@@ -120,7 +125,19 @@ async def test_known_crossings_arrive_exactly_in_postgres_and_over_websocket(
         assert gaps == 0
     finally:
         await engine.dispose()
+    await _every_role_is_healthy_with_metrics(stack)
     await _dashboard_shows(api, truth, line_id)
+
+
+async def _every_role_is_healthy_with_metrics(ports: dict[str, int]) -> None:
+    bases = {"registry": f"http://127.0.0.1:{ports['http']}"}
+    bases |= {role: f"http://127.0.0.1:{ports[f'ops-{role}']}" for role in OPS_ROLES}
+    async with httpx.AsyncClient(timeout=5) as http:
+        for role, base in bases.items():
+            health = await http.get(f"{base}/health")
+            assert health.status_code == 200 and health.json()["ok"], (role, health.text)
+            metrics = await http.get(f"{base}/metrics")
+            assert metrics.status_code == 200 and "camcount_" in metrics.text, role
 
 
 async def _dashboard_shows(api: str, truth: dict[str, int], line_id: int) -> None:
