@@ -55,7 +55,7 @@ class CameraIn(_Strict):
     url: Annotated[str, Field(min_length=1, max_length=2048)]
     region: Annotated[str, Field(min_length=1, max_length=63)] = "local"
     priority: Priority = Priority.NORMAL
-    target_fps: Annotated[float, Field(gt=0, le=30)] = 5.0
+    target_fps: Annotated[float, Field(gt=0, le=120)] = 5.0
     batch_frames: Annotated[int, Field(ge=1, le=100)] = 5
     batch_ms: Annotated[int, Field(ge=50, le=10_000)] = 1000
     deadline_s: Annotated[float, Field(gt=0, le=600)] = 10.0
