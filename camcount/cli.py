@@ -51,7 +51,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from camcount import model_export, services
+    from camcount import model_export, services_cli
     from simulator import cli as simulator_cli
 
     parser = argparse.ArgumentParser(prog="camcount", description=__doc__)
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_up)
     sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)"
                    ).set_defaults(func=_migrate)
-    services.add_parser(sub)
+    services_cli.add_parser(sub)
     simulator_cli.add_parser(sub)
     model_export.add_parser(sub)
     return parser

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import httpx
+
 ROLE_MODULES = {
     "registry": "registry",
     "broadcaster": "broadcaster",
@@ -71,3 +73,17 @@ def stop(children: Sequence[Child], timeout_s: float = 15.0) -> None:
             child.proc.wait(5)
         if child.log:
             child.log.close()
+
+
+def wait_healthy(url: str, children: Sequence[Child], timeout_s: float = 60) -> None:
+    """Poll an HTTP health URL until 200, failing fast if a child exits meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        dead = [f"{c.name} (exit {c.proc.returncode})" for c in children if not c.alive]
+        if dead:
+            raise RuntimeError(f"{', '.join(dead)} exited during start-up (see its log)")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become healthy in {timeout_s:.0f}s")

@@ -35,19 +35,6 @@ SIM_CAMERA = {
 }
 
 
-def _wait_healthy(url: str, children: list[processes.Child], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        dead = [c.name for c in children if not c.alive]
-        if dead:
-            raise RuntimeError(f"{', '.join(dead)} exited during start-up (see the log above)")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not become healthy in {timeout_s:.0f}s")
-
-
 def _register_camera(api: str) -> None:
     response = httpx.post(f"{api}/api/cameras", json=SIM_CAMERA, timeout=10)
     if response.status_code not in (201, 409):
@@ -81,7 +68,7 @@ def run_stack(*, keep_services: bool, open_browser: bool) -> int:
         for role in ("registry", "broadcaster", "worker", "balancer"):
             children.append(processes.spawn(role, processes.role_argv(role), env))
         api = f"http://127.0.0.1:{REGISTRY_PORT}"
-        _wait_healthy(f"{api}/health", children)
+        processes.wait_healthy(f"{api}/health", children)
         _register_camera(api)
         children.append(processes.spawn("ingest", processes.role_argv("ingest"), env))
         print(f"\n  camcount is up: dashboard {api}/  (Ctrl+C stops everything)\n", flush=True)

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import aio_pika
+import numpy as np
+import numpy.typing as npt
 from aio_pika.abc import AbstractChannel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -117,3 +119,31 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s; last value: {value!r}")
         await asyncio.sleep(interval_s)
+
+
+def iou_matrix(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Pairwise IoU of two (N, 4) x1, y1, x2, y2 box arrays."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clip(0).prod(axis=2)
+    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
+    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter), np.float64)
+
+
+def matched_boxes(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64],
+                  threshold: float = 0.5) -> int:
+    """Greedy one-to-one matching, best IoU first: how many of `a` find a partner in `b`."""
+    if not len(a) or not len(b):
+        return 0
+    iou = iou_matrix(a, b)
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    for flat in np.argsort(-iou, axis=None):
+        i, j = divmod(int(flat), iou.shape[1])
+        if iou[i, j] < threshold:
+            break
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+    return len(used_a)

@@ -80,19 +80,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_http(url: str, children: Sequence[processes.Child], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        dead = [f"{c.name} (exit {c.proc.returncode})" for c in children if not c.alive]
-        if dead:
-            raise RuntimeError(f"{', '.join(dead)} exited during start-up")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not healthy within {timeout_s:.0f}s")
-
-
 def _metric(text: str, name: str) -> float | None:
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
@@ -149,9 +136,10 @@ class Stack:
                     processes.cli_argv("simulate", "--port", str(self.ports["rtsp"]), *mounts), env)
         for role in ("registry", "broadcaster", "worker", "balancer", "ingest"):
             self._spawn(role, processes.role_argv(role), worker_env if role == "worker" else env)
-        _wait_http(f"{self.api}/health", self.children, 90)
+        processes.wait_healthy(f"{self.api}/health", self.children, 90)
         # The worker loads and warms up the model before it serves /health.
-        _wait_http(f"http://127.0.0.1:{self.ports['worker_ops']}/health", self.children, 180)
+        worker_health = f"http://127.0.0.1:{self.ports['worker_ops']}/health"
+        processes.wait_healthy(worker_health, self.children, 180)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         self.children.append(processes.spawn(name, argv, env, self.logs / f"{name}.log"))

@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from tests.support import matched_boxes
 from workers.detection import Detection, Image
 from workers.detector_cache import DetectorCache
 from workers.onnx_detector import OnnxDetector
@@ -73,30 +74,8 @@ def model(request: pytest.FixtureRequest) -> str:
     return name
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clip(0).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter))
-
-
 def matches(truth: np.ndarray, found: np.ndarray, threshold: float = 0.5) -> int:
-    """Greedy one-to-one matching, best IoU first."""
-    if not len(truth) or not len(found):
-        return 0
-    iou = iou_matrix(truth, found)
-    used_t: set[int] = set()
-    used_f: set[int] = set()
-    for flat in np.argsort(-iou, axis=None):
-        t, f = divmod(int(flat), iou.shape[1])
-        if iou[t, f] < threshold:
-            break
-        if t not in used_t and f not in used_f:
-            used_t.add(t)
-            used_f.add(f)
-    return len(used_t)
+    return matched_boxes(truth, found, threshold)
 
 
 def to_pixels(dets: list[Detection], width: int, height: int) -> np.ndarray:

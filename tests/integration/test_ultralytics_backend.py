@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from camcount.model_export import export_onnx
+from tests.support import matched_boxes
 from workers.detection import Detection, Image
 from workers.onnx_detector import OnnxDetector
 from workers.ultralytics_detector import UltralyticsDetector
@@ -149,34 +150,12 @@ def test_onnx_models_ultralytics_cannot_decode_are_refused() -> None:
         UltralyticsDetector(need(SHARED_DATA / "models" / "yolox_nano.onnx"))
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clip(0).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter))
-
-
 def boxes(dets: list[Detection]) -> np.ndarray:
     return np.array([[d.x1, d.y1, d.x2, d.y2] for d in dets], np.float64).reshape(-1, 4)
 
 
 def matches(a: list[Detection], b: list[Detection], threshold: float) -> int:
-    """Greedy one-to-one matching, best IoU first."""
-    if not a or not b:
-        return 0
-    iou = iou_matrix(boxes(a), boxes(b))
-    used_a: set[int] = set()
-    used_b: set[int] = set()
-    for flat in np.argsort(-iou, axis=None):
-        i, j = divmod(int(flat), iou.shape[1])
-        if iou[i, j] < threshold:
-            break
-        if i not in used_a and j not in used_b:
-            used_a.add(i)
-            used_b.add(j)
-    return len(used_a)
+    return matched_boxes(boxes(a), boxes(b), threshold)
 
 
 def test_ultralytics_agrees_with_the_onnx_detector_on_real_footage(
