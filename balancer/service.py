@@ -21,7 +21,7 @@ from contracts import broker
 from contracts.gaps import GapReason, GapSpan
 from contracts.messages import BatchHeaders, MessageError, WorkerHeartbeat
 from infra import amqp, db, ops
-from infra.gaps import record_gaps
+from infra.gaps import record_dead_lettered, record_gaps
 
 log = logging.getLogger("camcount.balancer")
 
@@ -77,6 +77,7 @@ class Balancer:
                 await self._route(channel, message)
             except MessageError as exc:
                 log.warning("dead-lettering message %s: %s", message.message_id, exc)
+                await record_dead_lettered(self.engine, message.headers)
                 await amqp.dead_letter(channel, message, str(exc),
                                        f"balancer:{self.settings.balancer_id}")
                 metrics.DEAD_LETTERED.inc()

@@ -20,7 +20,7 @@ from contracts.batch import decode_batch
 from contracts.gaps import GapSpan
 from contracts.messages import BatchHeaders, MessageError, WorkerHeartbeat
 from infra import amqp, db, ops
-from infra.gaps import record_gaps
+from infra.gaps import record_dead_lettered, record_gaps
 from workers import metrics
 from workers.detectors import Detectors
 from workers.frames import decode_frames
@@ -124,6 +124,7 @@ class Worker:
                                           self.settings.job_timeout_s)
         except MessageError as exc:
             log.warning("dead-lettering message %s: %s", message.message_id, exc)
+            await record_dead_lettered(self.engine, message.headers)
             await amqp.dead_letter(channel, message, str(exc), f"worker:{self.settings.worker_id}")
             metrics.DEAD_LETTERED.inc()
             return None

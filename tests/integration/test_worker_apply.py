@@ -128,8 +128,10 @@ async def test_bad_messages_are_dead_lettered_with_a_reason_and_the_worker_goes_
     async with connection, running_worker(isolated) as worker:
         channel = await connection.channel()
         headers0, body0 = good[0]
+        # A batch whose body is garbage: dead-lettered, and its seq recorded as a gap.
+        junk = headers0.model_copy(update={"seq": 1000})
         await channel.default_exchange.publish(
-            aio_pika.Message(b"not a batch", headers=headers0.to_amqp(), message_id="junk-1"),
+            aio_pika.Message(b"not a batch", headers=junk.to_amqp(), message_id="junk-1"),
             routing_key=QUEUE)
         await channel.default_exchange.publish(
             aio_pika.Message(body0, headers={"camera_id": "cam-b"}, message_id="junk-2"),
@@ -155,6 +157,9 @@ async def test_bad_messages_are_dead_lettered_with_a_reason_and_the_worker_goes_
             reasons[message.message_id] = str(message.headers[broker.HEADER_ERROR])
         assert "unknown magic" in reasons["junk-1"]
         assert "stream_epoch" in reasons["junk-2"] and "seq" in reasons["junk-2"]
+    async with engine.connect() as conn:
+        gaps = [(g.seq_from, g.reason) for g in await conn.execute(select(coverage_gaps))]
+    assert (1000, "dead_lettered") in gaps
 
 
 @pytest.mark.slow
