@@ -37,12 +37,19 @@ class BatchHeaders(_Frozen):
     captured_at: float = Field(gt=0, description="capture time of the first frame")
     deadline_at: float = Field(gt=0, description="after this the batch is a gap, not late work")
     frame_count: int = Field(ge=0)
+    model: str | None = Field(default=None, description="the camera's model; None: default")
     assignment_epoch: int | None = Field(default=None, ge=0, description="set by the balancer")
 
     @field_validator("camera_id")
     @classmethod
     def _slug(cls, value: str) -> str:
         return check_slug(value, "camera_id")
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        # A name, never a path: it is resolved inside the worker's MODEL_DIR.
+        return None if value is None else check_slug(value, "model")
 
     @property
     def batch_id(self) -> BatchId:

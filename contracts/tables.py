@@ -44,6 +44,7 @@ cameras = Table(
     Column("capability", Text, nullable=False, server_default="motion"),
     Column("object_classes", JSONB, nullable=True, comment="classes counted; null = all"),
     Column("min_confidence", Float, nullable=True, comment="null = the worker's threshold"),
+    Column("model", Text, nullable=True, comment="a model name in MODEL_DIR; null = default"),
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("stream_epoch", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

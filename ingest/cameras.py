@@ -23,6 +23,7 @@ class CameraSpec:
     batch_ms: int
     deadline_s: float
     capability: str
+    model: str | None
 
 
 async def enabled_cameras(engine: AsyncEngine) -> dict[str, CameraSpec]:
@@ -30,7 +31,7 @@ async def enabled_cameras(engine: AsyncEngine) -> dict[str, CameraSpec]:
         rows = await conn.execute(select(cameras).where(cameras.c.enabled))
         return {
             r.id: CameraSpec(r.id, r.url, r.region, Priority(r.priority), r.target_fps,
-                             r.batch_frames, r.batch_ms, r.deadline_s, r.capability)
+                             r.batch_frames, r.batch_ms, r.deadline_s, r.capability, r.model)
             for r in rows
         }
 

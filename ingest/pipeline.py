@@ -102,7 +102,8 @@ class CameraPipeline:
         captured_at = frames[0].captured_at
         headers = BatchHeaders(
             camera_id=spec.id, stream_epoch=epoch, seq=seq, priority=spec.priority,
-            region=spec.region, capability=spec.capability, captured_at=captured_at,
+            region=spec.region, capability=spec.capability, model=spec.model,
+            captured_at=captured_at,
             deadline_at=captured_at + spec.deadline_s, frame_count=len(frames),
         )
         body = encode_batch(frames)

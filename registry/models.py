@@ -66,6 +66,9 @@ class CameraIn(_Strict):
         Field(max_length=80, description="classes counted for this camera; null = all"),
     ] = None
     min_confidence: Annotated[float | None, Field(gt=0, lt=1)] = None
+    model: Annotated[str | None, Field(
+        max_length=63, description="a model name the workers have in MODEL_DIR; null: default",
+    )] = None
     enabled: bool = True
     lines: Annotated[list[LineIn], Field(max_length=16)] = []
     zones: Annotated[list[ZoneIn], Field(max_length=16)] = []
@@ -74,6 +77,11 @@ class CameraIn(_Strict):
     @classmethod
     def _slug(cls, value: str) -> str:
         return check_slug(value, "id")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        return None if value is None else check_slug(value, "model")
 
     @field_validator("url")
     @classmethod
@@ -131,6 +139,7 @@ class CameraOut(BaseModel):
     capability: str
     object_classes: list[str] | None
     min_confidence: float | None
+    model: str | None
     enabled: bool
     created_at: datetime
     lines: list[LineOut]

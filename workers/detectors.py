@@ -1,14 +1,23 @@
-"""Which detector a camera's frames go through, per worker settings.
+"""Which detector a camera's frames go through, per worker settings and the camera's model.
 
-Motion detection keeps a background model per camera, so each camera has its own instance;
-a model-based detector is stateless across frames and shared by every camera of the worker.
+Motion detection keeps a background model per camera, so each camera has its own instance. A
+model-based detector is stateless across frames and shared: the worker's default model
+(MODEL_PATH) serves cameras that name none; a camera naming a model gets it from MODEL_DIR
+through a small LRU of loaded models (MODEL_CACHE_SIZE).
 """
 
 from __future__ import annotations
 
-from workers.detection import Detector
+from collections.abc import Sequence
+from pathlib import Path
+
+from contracts.messages import MessageError
+from workers.detection import Detection, Detector, Image
+from workers.detector_cache import DetectorCache
 from workers.motion import MotionDetector
 from workers.settings import WorkerSettings
+
+SUFFIXES = {"onnx": (".onnx",), "ultralytics": (".pt", ".onnx")}
 
 
 class Detectors:
@@ -16,37 +25,59 @@ class Detectors:
         self.settings = settings
         self._per_camera: dict[str, Detector] = {}
         self._shared: Detector | None = None
+        self._models: DetectorCache[str, Detector] = DetectorCache(settings.model_cache_size)
 
     def load(self) -> None:
-        """Load and warm up the shared model (blocking: call from a thread at start-up)."""
+        """Load and warm up the default model (blocking: call from a thread at start-up)."""
+        if self.settings.detector != "motion":
+            assert self.settings.model_path is not None  # checked by the settings
+            self._shared = self._load(self.settings.model_path)
+
+    def detect(self, camera_id: str, model: str | None,
+               frames: Sequence[Image]) -> list[list[Detection]]:
+        """Blocking (a model may have to load): call from a thread."""
+        return self.for_camera(camera_id, model).detect(frames)
+
+    def for_camera(self, camera_id: str, model: str | None = None) -> Detector:
+        if self.settings.detector == "motion":
+            found = self._per_camera.get(camera_id)
+            if found is None:
+                found = self._per_camera[camera_id] = MotionDetector()
+            return found
+        if model is None:
+            assert self._shared is not None, "load() first"
+            return self._shared
+        path = self._model_file(model)
+        return self._models.get(model, lambda: self._load(path))
+
+    def forget(self, camera_id: str) -> None:
+        self._per_camera.pop(camera_id, None)
+
+    def _model_file(self, model: str) -> Path:
+        directory = self.settings.model_dir
+        if directory is None:
+            raise MessageError(f"camera asks for model {model!r} but this worker has no "
+                               "MODEL_DIR")
+        for suffix in SUFFIXES[self.settings.detector]:
+            candidate = directory / f"{model}{suffix}"
+            if candidate.is_file():
+                return candidate
+        raise MessageError(f"unknown model {model!r}: not in this worker's MODEL_DIR")
+
+    def _load(self, path: Path) -> Detector:
         s = self.settings
-        if s.detector == "motion":
-            return
-        assert s.model_path is not None  # checked by the settings
         detector: Detector
         # Imported here: a motion-only worker never loads ONNX Runtime or torch.
         if s.detector == "onnx":
             from workers.onnx_detector import OnnxDetector
 
-            detector = OnnxDetector(s.model_path, use_gpu=s.use_gpu, gpu_device=s.gpu_device,
+            detector = OnnxDetector(path, use_gpu=s.use_gpu, gpu_device=s.gpu_device,
                                     confidence=s.confidence, classes=s.class_filter,
                                     trt_cache_dir=s.trt_cache_dir)
         else:
             from workers.ultralytics_detector import UltralyticsDetector
 
-            detector = UltralyticsDetector(s.model_path, use_gpu=s.use_gpu,
-                                           gpu_device=s.gpu_device, confidence=s.confidence,
-                                           classes=s.class_filter)
+            detector = UltralyticsDetector(path, use_gpu=s.use_gpu, gpu_device=s.gpu_device,
+                                           confidence=s.confidence, classes=s.class_filter)
         detector.warm_up()
-        self._shared = detector
-
-    def for_camera(self, camera_id: str) -> Detector:
-        if self._shared is not None:
-            return self._shared
-        found = self._per_camera.get(camera_id)
-        if found is None:
-            found = self._per_camera[camera_id] = MotionDetector()
-        return found
-
-    def forget(self, camera_id: str) -> None:
-        self._per_camera.pop(camera_id, None)
+        return detector

@@ -154,8 +154,9 @@ class Worker:
         decoded = await asyncio.to_thread(decode_frames, frames)
         metrics.CORRUPT_FRAMES.inc(decoded.corrupt)
         metrics.FRAMES.inc(len(decoded.images))
-        detector = self.detectors.for_camera(headers.camera_id)
-        detections = await asyncio.to_thread(detector.detect, decoded.images)
+        detections = await asyncio.to_thread(
+            self.detectors.detect, headers.camera_id, headers.model, decoded.images
+        )
         result = await apply_batch(
             self.engine, self.settings.worker_id, headers, decoded.captured_at, detections,
             self.cache.get(headers.camera_id), self.tracker_config,

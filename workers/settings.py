@@ -27,6 +27,9 @@ class WorkerSettings(CommonSettings):
     reorder_window_s: float = Field(default=2.0, ge=0)
     detector: Literal["motion", "onnx", "ultralytics"] = "motion"
     model_path: Path | None = None
+    model_dir: Path | None = Field(
+        default=None, description="models cameras may name: MODEL_DIR/<name>.onnx (or .pt)"
+    )
     use_gpu: bool = False
     gpu_device: int = Field(default=0, ge=0)
     trt_cache_dir: Path | None = Field(

@@ -78,6 +78,7 @@ async def test_create_read_and_list_mask_the_password(api: httpx.AsyncClient) ->
         (with_(priority=9), "priority", "Input should be"),
         (with_(target_fps=0), "target_fps", "greater than 0"),
         (with_(min_confidence=1.5), "min_confidence", "less than 1"),
+        (with_(model="../../etc/passwd"), "model", "lowercase"),
     ],
 )
 async def test_invalid_cameras_get_a_422_naming_the_problem(
