@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -29,3 +30,10 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int
     except asyncio.CancelledError:
         return 130
     return 0
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Stop a helper task of ours and wait until it has unwound."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -16,6 +16,7 @@ from contracts import broker
 from contracts.batch import EncodedFrame, encode_batch
 from contracts.messages import BatchHeaders
 from contracts.secrets import mask_url
+from infra.runner import cancel_and_wait
 from ingest import metrics
 from ingest.backoff import Backoff
 from ingest.batching import Batcher, BatchPolicy
@@ -66,36 +67,34 @@ class CameraPipeline:
         frames = rtsp_frames(spec.url, transport=self.settings.rtsp_transport,
                              timeout_s=self.settings.rtsp_timeout_s)
         ticker = asyncio.create_task(out.flush_due_forever())
+        cancelled = False
         try:
             # aclosing: an error in this loop must TEARDOWN the session now, not at GC time.
             async with contextlib.aclosing(frames):
                 await self._pump(frames, out)
+        except asyncio.CancelledError:
+            cancelled = True  # the camera was removed or changed: nobody waits for its frames
+            raise
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-        # Only reached when the stream ended by itself or failed (not when cancelled): what
-        # was batched so far still counts.
-        await out.drain()
+            await cancel_and_wait(ticker)
+            if not cancelled:
+                # The stream ended or failed: what was batched so far still counts.
+                await out.drain()
 
     async def _pump(self, frames: AsyncIterator[DecodedFrame], out: _Outbound) -> None:
         sampler = Sampler(self.spec.target_fps)
-        try:
-            async for frame in frames:
-                if self.status != "live":
-                    self.status = "live"
-                    log.info("camera %s: live", self.spec.id)
-                metrics.FRAMES_DECODED.labels(self.spec.id).inc()
-                if not sampler.take(frame.pts_s):
-                    continue
-                metrics.FRAMES_SAMPLED.labels(self.spec.id).inc()
-                jpeg, width, height = await asyncio.to_thread(
-                    encode_jpeg, frame.image, self.settings.max_width, self.settings.jpeg_quality
-                )
-                await out.add(EncodedFrame(frame.received_at, width, height, jpeg))
-        except RtspError:
-            await out.drain()
-            raise
+        async for frame in frames:
+            if self.status != "live":
+                self.status = "live"
+                log.info("camera %s: live", self.spec.id)
+            metrics.FRAMES_DECODED.labels(self.spec.id).inc()
+            if not sampler.take(frame.pts_s):
+                continue
+            metrics.FRAMES_SAMPLED.labels(self.spec.id).inc()
+            jpeg, width, height = await asyncio.to_thread(
+                encode_jpeg, frame.image, self.settings.max_width, self.settings.jpeg_quality
+            )
+            await out.add(EncodedFrame(frame.received_at, width, height, jpeg))
 
     async def publish(self, epoch: int, seq: int, frames: list[EncodedFrame]) -> None:
         spec = self.spec

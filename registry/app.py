@@ -77,10 +77,11 @@ def create_app(
     async def get_counts(
         camera_id: str, minutes: Annotated[int, Query(ge=1, le=60 * 24 * 31)] = 60
     ) -> CountsOut:
-        if await repository.get_camera(engine, camera_id) is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
         since = datetime.now(UTC) - timedelta(minutes=minutes)
-        return await repository.counts(engine, camera_id, since)
+        found = await repository.counts(engine, camera_id, since)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
+        return found
 
     @app.get("/api/workers")
     async def list_workers() -> list[WorkerOut]:

@@ -132,8 +132,12 @@ async def get_camera(engine: AsyncEngine, camera_id: str) -> CameraOut | None:
     return found[0] if found else None
 
 
-async def counts(engine: AsyncEngine, camera_id: str, since: datetime) -> CountsOut:
+async def counts(engine: AsyncEngine, camera_id: str, since: datetime) -> CountsOut | None:
+    """None when there is no such camera (checked in the same connection as the reads)."""
     async with engine.connect() as conn:
+        known = (await conn.execute(select(cameras.c.id).where(cameras.c.id == camera_id))).first()
+        if known is None:
+            return None
         current = (
             await conn.execute(
                 select(camera_progress.c.totals, camera_progress.c.occupancy)

@@ -84,7 +84,7 @@ def advance(
             x1, y1, x2, y2 = track.box
             point = ((x1 + x2) / 2, y2) if anchor == "foot" else ((x1 + x2) / 2, (y1 + y2) / 2)
             crossings += new.counter.observe(
-                index, track.track_id, track.object_class, point, True, lines
+                index, track.track_id, track.object_class, point, lines
             )
             if zone_list:
                 events += new.zones.observe(index, at_s, track.track_id, track.object_class,

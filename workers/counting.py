@@ -1,10 +1,10 @@
 """Line-crossing counting with direction, as pure code over tracks.
 
-Rules: a track counts only once confirmed; a crossing is a change of side of the track's
-anchor point across the line, within the segment; both the side it leaves and the side it
-reaches must hold for `settle_frames` observations (anti-flicker: jitter on the line, and a
-track that is re-born next to the line after an identity switch, never count). Moving from
-side +1 to -1 is 'in'.
+Rules: only confirmed tracks reach the counter (the tracker withholds the others); a crossing
+is a change of side of the track's anchor point across the line, within the segment; both the
+side it leaves and the side it reaches must hold for `settle_frames` observations
+(anti-flicker: jitter on the line, and a track re-born next to the line after an identity
+switch, never count). Moving from side +1 to -1 is 'in'.
 State is plain data for the tracker checkpoint.
 """
 
@@ -55,7 +55,6 @@ class LineCounter:
         track_id: int,
         object_class: str,
         anchor: tuple[float, float],
-        confirmed: bool,
         lines: list[CountingLine],
     ) -> list[Crossing]:
         x, y = anchor
@@ -84,7 +83,7 @@ class LineCounter:
             old, origin_settled = state.side, state.side_n >= self.settle_frames
             state.side, state.side_n = side, state.pending_n
             state.pending, state.pending_n = 0, 0
-            if confirmed and origin_settled:
+            if origin_settled:
                 direction: Direction = "in" if old > 0 else "out"
                 found.append(
                     Crossing(line.line_id, line.version, track_id, object_class, direction,

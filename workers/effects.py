@@ -47,12 +47,13 @@ async def write_effects(
             return headers.captured_at
         return frame_times[min(frame_index, len(frame_times) - 1)]
 
+    occupancy = state.occupancy()
     await _crossings(conn, headers, effects, at)
     await _zones(conn, headers, effects, at)
     values: dict[str, Any] = {
         "stream_epoch": headers.stream_epoch, "last_seq": headers.seq,
         "tracker_checkpoint": state.to_checkpoint(), "totals": state.totals,
-        "occupancy": state.occupancy(), "worker_id": worker_id, "updated_at": func.now(),
+        "occupancy": occupancy, "worker_id": worker_id, "updated_at": func.now(),
     }
     if first:
         await conn.execute(insert(camera_progress).values(camera_id=headers.camera_id, **values))
@@ -70,7 +71,7 @@ async def write_effects(
             camera_id=headers.camera_id, region=headers.region, topic="counts",
             payload={"batch_id": str(headers.batch_id), "captured_at": headers.captured_at,
                      "committed_at": time.time(), "delta": dict(delta),
-                     "totals": state.totals, "occupancy": state.occupancy()},
+                     "totals": state.totals, "occupancy": occupancy},
         )
     )
     await conn.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))

@@ -7,7 +7,6 @@ window's held batches are released from two places (arrivals and the expiry time
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -62,8 +61,3 @@ class Sequencer:
                     self.window.applied(camera_id, stream_epoch, seq)
                     todo.extend(self.window.ready(camera_id))
 
-
-async def stop_task(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -21,12 +21,13 @@ from contracts.gaps import GapSpan
 from contracts.messages import BatchHeaders, MessageError, WorkerHeartbeat
 from infra import amqp, db, ops
 from infra.gaps import record_dead_lettered, record_gaps
+from infra.runner import cancel_and_wait
 from workers import metrics
 from workers.detectors import Detectors
 from workers.frames import decode_frames
 from workers.reorder import ReorderWindow
 from workers.repository import CachedState, Outcome, apply_batch
-from workers.sequencer import Applied, Sequencer, stop_task
+from workers.sequencer import Applied, Sequencer
 from workers.settings import WorkerSettings
 from workers.tracking import TrackerConfig
 
@@ -83,7 +84,7 @@ class Worker:
                     self.consuming = False
                     await batches.close()
                     await consumer
-                    await stop_task(expiry)
+                    await cancel_and_wait(expiry)
                 await beats
                 server.should_exit = True
         finally:

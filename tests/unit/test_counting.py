@@ -99,5 +99,5 @@ def test_tracker_and_counter_round_trip() -> None:
         tracker.update(frame)
     assert Tracker.from_dict(tracker.to_dict()).to_dict() == tracker.to_dict()
     counter = LineCounter()
-    counter.observe(0, 1, "motion", (0.2, 0.5), True, [VERTICAL])
+    counter.observe(0, 1, "motion", (0.2, 0.5), [VERTICAL])
     assert LineCounter.from_dict(counter.to_dict()).to_dict() == counter.to_dict()
