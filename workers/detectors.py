@@ -33,6 +33,12 @@ class Detectors:
             assert self.settings.model_path is not None  # checked by the settings
             self._shared = self._load(self.settings.model_path)
 
+    @property
+    def order_free(self) -> bool:
+        """Whether a batch's detections are independent of the batches before it, so batches
+        may be detected ahead of their turn. Motion keeps a background model: it may not."""
+        return self.settings.detector != "motion"
+
     def detect(self, camera_id: str, model: str | None,
                frames: Sequence[Image]) -> list[list[Detection]]:
         """Blocking (a model may have to load): call from a thread."""
@@ -73,7 +79,8 @@ class Detectors:
 
             detector = OnnxDetector(path, use_gpu=s.use_gpu, gpu_device=s.gpu_device,
                                     confidence=s.confidence, classes=s.class_filter,
-                                    trt_cache_dir=s.trt_cache_dir)
+                                    trt_cache_dir=s.trt_cache_dir, streams=s.streams,
+                                    intra_op_threads=s.intra_op_threads)
         else:
             from workers.ultralytics_detector import UltralyticsDetector
 

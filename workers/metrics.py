@@ -15,3 +15,9 @@ LATENCY = Histogram(
     "From the first frame's capture to the commit of its batch",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+STAGE = Histogram(
+    "camcount_worker_stage_seconds",
+    "Time per batch in each stage: decode (JPEG), detect, commit (track, count, transaction)",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

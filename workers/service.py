@@ -1,4 +1,10 @@
-"""Worker wiring: its own queue, heartbeats, detect -> track/count -> one transaction -> ack."""
+"""Worker wiring: its own queue, heartbeats, detect -> track/count -> one transaction -> ack.
+
+Two stages. Each delivered batch starts its preparation at once (JPEG decode and, for
+order-free detectors, detection), at most MAX_CONCURRENT_JOBS at a time; commits go one at a
+time through the Sequencer, in each camera's order. So the next batch is being detected while
+this one tracks, counts and commits, and no core idles during a database round trip.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -23,8 +30,9 @@ from infra import amqp, db, ops
 from infra.gaps import record_dead_lettered, record_gaps
 from infra.runner import cancel_and_wait
 from workers import metrics
+from workers.detection import Detection
 from workers.detectors import Detectors
-from workers.frames import decode_frames
+from workers.frames import DecodedBatch, decode_frames
 from workers.reorder import ReorderWindow
 from workers.repository import CachedState, Outcome, apply_batch
 from workers.sequencer import Applied, Sequencer
@@ -32,6 +40,15 @@ from workers.settings import WorkerSettings
 from workers.tracking import TrackerConfig
 
 log = logging.getLogger("camcount.worker")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch made ready ahead of its turn. `decoded` is None for a batch past its deadline;
+    `detections` is None where the detector must see batches in order (motion)."""
+
+    decoded: DecodedBatch | None
+    detections: list[list[Detection]] | None
 
 
 class Worker:
@@ -43,6 +60,8 @@ class Worker:
         self.tracker_config = TrackerConfig()
         self.detectors = Detectors(settings)
         self.cache: dict[str, CachedState] = {}
+        self._jobs = asyncio.Semaphore(settings.max_concurrent_jobs)
+        self._prepared: dict[int, asyncio.Task[Prepared]] = {}  # by delivery tag
         self.in_flight = 0
         self.processed = 0
         self.latency_ema_s = 0.0
@@ -94,8 +113,49 @@ class Worker:
     async def _consume(
         self, sequencer: Sequencer, batches: AsyncIterator[AbstractIncomingMessage]
     ) -> None:
-        async for message in batches:
-            await sequencer.submit(message)
+        """Start each delivery's preparation as it arrives; submit them for commit in delivery
+        order from a second task, so a slow commit never holds up the next preparation."""
+        ordered: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+        async def commit_in_order() -> None:
+            while True:
+                await sequencer.submit(await ordered.get())
+
+        committer = asyncio.create_task(commit_in_order())
+        try:
+            async for message in batches:
+                self._start_preparing(message)
+                ordered.put_nowait(message)
+        finally:
+            # Draining: the batch in hand finishes; what waits behind it goes back to the
+            # queue unacked when the channel closes.
+            await cancel_and_wait(committer)
+            for task in self._prepared.values():
+                task.cancel()
+            await asyncio.gather(*self._prepared.values(), return_exceptions=True)
+            self._prepared.clear()
+
+    def _start_preparing(self, message: AbstractIncomingMessage) -> asyncio.Task[Prepared]:
+        task = asyncio.create_task(self._prepare(message))
+        if message.delivery_tag is not None:
+            self._prepared[message.delivery_tag] = task
+        return task
+
+    async def _prepare(self, message: AbstractIncomingMessage) -> Prepared:
+        headers = BatchHeaders.from_amqp(message.headers)
+        frames = decode_batch(message.body)
+        if time.time() > headers.deadline_at:
+            return Prepared(None, None)  # not worth detecting: it becomes a 'stale' gap
+        async with self._jobs:
+            with metrics.STAGE.labels("decode").time():
+                decoded = await asyncio.to_thread(decode_frames, frames)
+            if not self.detectors.order_free:
+                return Prepared(decoded, None)
+            with metrics.STAGE.labels("detect").time():
+                detections = await asyncio.to_thread(
+                    self.detectors.detect, headers.camera_id, headers.model, decoded.images
+                )
+            return Prepared(decoded, detections)
 
     async def _heartbeats(self, channel: AbstractChannel, stop: asyncio.Event) -> None:
         exchange = await channel.get_exchange(broker.HEARTBEATS)
@@ -140,11 +200,14 @@ class Worker:
             metrics.IN_FLIGHT.dec()
 
     async def _process(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> Applied:
+        task = self._prepared.pop(message.delivery_tag or -1, None)
+        # Awaited first, so its outcome (or its error) is always collected.
+        prepared = await (task if task is not None else self._prepare(message))
         headers = BatchHeaders.from_amqp(message.headers)
         if headers.assignment_epoch is None:
             raise MessageError("batch reached a worker without an assignment_epoch header")
-        frames = decode_batch(message.body)
-        if time.time() > headers.deadline_at:
+        decoded = prepared.decoded
+        if decoded is None:
             async with self.engine.begin() as conn:
                 await record_gaps(conn, headers.camera_id,
                                   [GapSpan(headers.stream_epoch, headers.seq, headers.seq,
@@ -152,17 +215,20 @@ class Worker:
             metrics.BATCHES.labels("stale").inc()
             await message.ack()
             return None
-        decoded = await asyncio.to_thread(decode_frames, frames)
         metrics.CORRUPT_FRAMES.inc(decoded.corrupt)
         metrics.FRAMES.inc(len(decoded.images))
-        detections = await asyncio.to_thread(
-            self.detectors.detect, headers.camera_id, headers.model, decoded.images
-        )
-        result = await apply_batch(
-            self.engine, self.settings.worker_id, headers, decoded.captured_at, detections,
-            self.cache.get(headers.camera_id), self.tracker_config,
-            before_commit=self._fault_before_commit(headers.seq),
-        )
+        detections = prepared.detections
+        if detections is None:  # a detector that must see the camera's batches in order
+            with metrics.STAGE.labels("detect").time():
+                detections = await asyncio.to_thread(
+                    self.detectors.detect, headers.camera_id, headers.model, decoded.images
+                )
+        with metrics.STAGE.labels("commit").time():
+            result = await apply_batch(
+                self.engine, self.settings.worker_id, headers, decoded.captured_at, detections,
+                self.cache.get(headers.camera_id), self.tracker_config,
+                before_commit=self._fault_before_commit(headers.seq),
+            )
         if self.settings.kills_at("after_commit", headers.seq):
             await self._die()
         if result.outcome is Outcome.APPLIED:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,20 @@ class WorkerSettings(CommonSettings):
     worker_id: str = Field(default_factory=_new_worker_id)
     worker_type: str = "motion"
     prefetch_count: int = Field(default=4, ge=1, le=1000)
+    max_concurrent_jobs: int = Field(
+        default=2, ge=1, le=64,
+        description="batches decoded and detected at once; commits stay one at a time, in "
+        "order, so 2 lets the next batch's detection overlap this one's commit",
+    )
+    inference_streams: int | None = Field(
+        default=None, ge=1, le=64,
+        description="model runs at once (see workers/onnx_detector.py); default: one per "
+        "core up to 4 on a CPU, 2 on a GPU",
+    )
+    intra_op_threads: int | None = Field(
+        default=None, ge=1, le=256,
+        description="cores per model run; default: the cores divided among the streams",
+    )
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     job_timeout_s: float = Field(default=30.0, gt=0)
     retry_delay_s: float = Field(default=1.0, ge=0, description="before redelivering on failure")
@@ -53,6 +68,19 @@ class WorkerSettings(CommonSettings):
     def class_filter(self) -> frozenset[str] | None:
         names = frozenset(c.strip() for c in self.detect_classes.split(",") if c.strip())
         return names or None
+
+    @property
+    def streams(self) -> int:
+        if self.inference_streams is not None:
+            return self.inference_streams
+        return 2 if self.use_gpu else max(1, min(os.cpu_count() or 1, 4))
+
+    @model_validator(mode="after")
+    def _jobs_fit_prefetch(self) -> WorkerSettings:
+        if self.max_concurrent_jobs > self.prefetch_count:
+            raise ValueError("MAX_CONCURRENT_JOBS cannot exceed PREFETCH_COUNT: a job is a "
+                             "delivered batch")
+        return self
 
     @model_validator(mode="after")
     def _window_fits_prefetch(self) -> WorkerSettings:

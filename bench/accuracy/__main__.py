@@ -141,6 +141,8 @@ def notes(report: dict[str, Any]) -> list[str]:
                 line += f" {gaps}"
             if ours["other_classes"]:
                 line += f", other classes {ours['other_classes']}"
+            if ours.get("stage_ms"):
+                line += f"; worker ms per batch by stage {ours['stage_ms']}"
             out.append(line)
             out.append(f"{name}: true crossings (frame direction #track): "
                        + ", ".join(f"{f} {d} #{t}" for f, t, d in r["truth_events"]))

@@ -72,6 +72,8 @@ class OursResult:
     worker_frames_metric: float | None = None
     # (first frame of the batch, 1-based; track id; direction) per committed crossing
     events: list[tuple[int, int, str]] = field(default_factory=list)
+    # stage -> mean milliseconds per batch in the worker (camcount_worker_stage_seconds)
+    stage_ms: dict[str, float] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -85,6 +87,31 @@ def _metric(text: str, name: str) -> float | None:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+STAGES = ("decode", "detect", "commit")
+
+
+def _stage_sums(text: str) -> dict[str, tuple[float, float]]:
+    """stage -> (seconds, batches) so far, from camcount_worker_stage_seconds."""
+    out = {}
+    for stage in STAGES:
+        label = f'{{stage="{stage}"}}'
+        total = _metric(text, f"camcount_worker_stage_seconds_sum{label}")
+        count = _metric(text, f"camcount_worker_stage_seconds_count{label}")
+        if total is not None and count is not None:
+            out[stage] = (total, count)
+    return out
+
+
+def _stage_ms(before: dict[str, tuple[float, float]],
+              after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    out = {}
+    for stage, (total, count) in after.items():
+        t0, c0 = before.get(stage, (0.0, 0.0))
+        if count > c0:
+            out[stage] = round((total - t0) / (count - c0) * 1000, 1)
+    return out
 
 
 class Stack:
@@ -156,12 +183,11 @@ class Stack:
             out.append(f"----- {log} -----\n" + "\n".join(tail))
         return "\n".join(out)
 
-    def worker_frames(self) -> float | None:
+    def worker_metrics(self) -> str:
         with contextlib.suppress(httpx.HTTPError):
-            text = httpx.get(f"http://127.0.0.1:{self.ports['worker_ops']}/metrics",
+            return httpx.get(f"http://127.0.0.1:{self.ports['worker_ops']}/metrics",
                              timeout=5).text
-            return _metric(text, "camcount_worker_frames_total")
-        return None
+        return ""
 
     async def run_clip(self, clip: Clip, *, quiet_s: float = 8.0) -> OursResult:
         (a_x, a_y), (b_x, b_y) = clip.line.relative(clip.width, clip.height)
@@ -177,7 +203,7 @@ class Stack:
         engine = create_engine(self.database_url, pool_size=1)
         try:
             async with httpx.AsyncClient(base_url=self.api, timeout=10) as http:
-                metric_before = await asyncio.to_thread(self.worker_frames)
+                metrics_before = await asyncio.to_thread(self.worker_metrics)
                 created = await http.post("/api/cameras", json=camera)
                 if created.status_code != 201:
                     raise RuntimeError(f"registering {clip.camera_id} failed: {created.text}")
@@ -194,7 +220,9 @@ class Stack:
                 )).all()
         finally:
             await engine.dispose()
-        metric_after = await asyncio.to_thread(self.worker_frames)
+        metrics_after = await asyncio.to_thread(self.worker_metrics)
+        metric_before = _metric(metrics_before, "camcount_worker_frames_total")
+        metric_after = _metric(metrics_after, "camcount_worker_frames_total")
         totals: dict[str, int] = counts["totals"]
         ours = {d: totals.get(f"{line_id}:{d}:person", 0) for d in ("in", "out")}
         others = {k: v for k, v in totals.items() if not k.endswith(":person")}
@@ -211,6 +239,7 @@ class Stack:
             else metric_after - metric_before,
             [(int(r.seq) * self.batch_frames + 1, int(r.track_id), str(r.direction))
              for r in rows],
+            _stage_ms(_stage_sums(metrics_before), _stage_sums(metrics_after)),
         )
 
     async def _follow(

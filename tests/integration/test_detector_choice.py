@@ -48,3 +48,20 @@ def test_a_camera_model_without_model_dir_is_a_clear_error(shared_data: Path) ->
     detectors.load()
     with pytest.raises(MessageError, match="no MODEL_DIR"):
         detectors.for_camera("a", "yolox_nano")
+
+
+def test_concurrency_settings(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Model detectors may detect ahead of their turn, motion may not; streams default to the
+    cores (up to 4) on a CPU and 2 on a GPU; jobs cannot exceed the prefetch."""
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert WorkerSettings().streams == 4 and WorkerSettings(use_gpu=True).streams == 2
+    assert WorkerSettings(inference_streams=3).streams == 3
+    assert not Detectors(WorkerSettings()).order_free
+    onnx = Detectors(WorkerSettings(detector="onnx", inference_streams=2, intra_op_threads=1,
+                                    model_path=shared_data / "models/yolov8n_int8.onnx"))
+    assert onnx.order_free
+    onnx.load()
+    loaded = onnx.for_camera("a")
+    assert isinstance(loaded, OnnxDetector) and loaded.streams == 2
+    with pytest.raises(ValueError, match="MAX_CONCURRENT_JOBS cannot exceed PREFETCH_COUNT"):
+        WorkerSettings(max_concurrent_jobs=5, prefetch_count=4)

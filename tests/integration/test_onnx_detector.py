@@ -188,6 +188,39 @@ def test_batches_follow_the_model_batch_dimension(
     assert views[0].sizes == sizes
 
 
+def test_streams_spread_runs_and_keep_results(model: str, frames: list[Image]) -> None:
+    """Two streams run a batch's frames on two threads at once; the detections are those of
+    one stream, in frame order, and concurrent callers share the streams."""
+    path = MODELS / f"{model}.onnx"
+    one = OnnxDetector(path, intra_op_threads=1).detect(frames[:6])
+    two = OnnxDetector(path, streams=2, intra_op_threads=1)
+    assert two.streams == 2
+    threads: set[str] = set()
+    real = two._detect_chunk
+
+    def spy(chunk: Sequence[Image]) -> list[list[Detection]]:
+        threads.add(threading.current_thread().name)
+        return real(chunk)
+
+    two._detect_chunk = spy  # type: ignore[method-assign,assignment]
+    assert two.detect(frames[:6]) == one
+    assert len(threads) == 2 and all(t.startswith("onnx-stream") for t in threads)
+    results: list[list[list[Detection]]] = [[], []]
+
+    def call(i: int) -> None:
+        results[i] = two.detect(frames[:6])
+
+    callers = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert results == [one, one]
+    two.close()
+    with pytest.raises(ValueError, match="streams"):
+        OnnxDetector(path, streams=0)
+
+
 def test_provider_choice() -> None:
     everything = [TENSORRT, CUDA, CPU]
     assert choose_providers(everything, use_gpu=False) == [(CPU, {})]
