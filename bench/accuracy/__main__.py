@@ -6,7 +6,10 @@ For each clip (../shared/data/pedestrians): the true crossings from its gt.txt
 (bench/accuracy/pipeline.py); ultralytics' ObjectCounter and trackers' ByteTrack with
 supervision's LineZone in .venv-peers (bench/accuracy/peers.py; build it once with
 `bash bench/accuracy/setup_peers.sh`); and session.run alone on the same model, first and
-last, its best taken as the ceiling. The phases run one after another, never side by side, so
+last, its best taken as the ceiling: once as one plain loop with ONNX Runtime's default
+threading (the ceiling the issue names), and once as the worker's inference streams run
+side by side with nothing else (the ceiling of our own threading, so the ratio against it is
+what the pipeline around the model costs). The phases run one after another, never side by side, so
 no contestant's frames/s pays for another's; the load averages before each phase are printed,
 because other work on the machine does.
 """
@@ -24,9 +27,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.accuracy.onnx_yolo import bare_loop, clip_info, read_frames
+from bench.accuracy.onnx_yolo import bare_loop, bare_streams_loop, clip_info, read_frames
 from bench.accuracy.pipeline import REPO_ROOT, BenchPorts, Clip, run_ours
 from bench.accuracy.truth import PixelLine, count_directions, load_mot_gt, true_crossings
+from workers.settings import default_streams
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 PEERS_PYTHON = REPO_ROOT / ".venv-peers" / "bin" / "python"
@@ -76,9 +80,15 @@ def run_peers(clip: Clip, model: Path, peers: str, repeat: int) -> dict[str, dic
     return found
 
 
-def run_bare(clip: Clip, model: Path, repeat: int) -> dict[str, Any]:
-    """session.run alone, in the project's venv (its onnxruntime-gpu runs on the CPU here)."""
-    best = max((bare_loop(model, clip.video) for _ in range(repeat)), key=lambda t: t.fps)
+def run_bare(clip: Clip, model: Path, repeat: int, streams: int = 1) -> dict[str, Any]:
+    """session.run alone, in the project's venv (its onnxruntime-gpu runs on the CPU here):
+    one plain loop with ONNX Runtime's default threading, or `streams` loops side by side."""
+    def once() -> Any:
+        if streams == 1:
+            return bare_loop(model, clip.video)
+        return bare_streams_loop(model, clip.video, streams)
+
+    best = max((once() for _ in range(repeat)), key=lambda t: t.fps)
     return {"frames": best.frames, "seconds": round(best.seconds, 3), "fps": round(best.fps, 2)}
 
 
@@ -110,14 +120,17 @@ def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
 
 
 def table(report: dict[str, Any]) -> str:
+    streams = report["streams"]
     head = ["clip", "true in/out", "ours in/out", "ours fps", "objectcounter in/out", "oc fps",
             "bytetrack+linezone in/out", "bt+lz fps", "bare ORT fps", "ours/bare",
-            "ours/objectcounter"]
+            f"bare ORT x{streams} fps", f"ours/bare x{streams}", "ours/objectcounter"]
     rows = [head]
     for name, r in report["clips"].items():
         ours, oc, bt, bare = r.get("ours"), r.get(OBJECTCOUNTER), r.get(BYTETRACK), r.get("bare")
+        wide = r.get("bare_streams")
         rows.append([name, _pair(r["truth"]), _pair(ours), _fps(ours), _pair(oc), _fps(oc),
-                     _pair(bt), _fps(bt), _fps(bare), _ratio(ours, bare), _ratio(ours, oc)])
+                     _pair(bt), _fps(bt), _fps(bare), _ratio(ours, bare), _fps(wide),
+                     _ratio(ours, wide), _ratio(ours, oc)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
@@ -148,14 +161,15 @@ def notes(report: dict[str, Any]) -> list[str]:
                        + ", ".join(f"{f} {d} #{t}" for f, t, d in r["truth_events"]))
             out.append(f"{name}: our crossings (batch's first frame direction #track): "
                        + ", ".join(f"{f} {d} #{t}" for f, t, d in ours["events"]))
-        bare = r.get("bare")
+        bare = r.get("bare_streams")
         if ours is not None and ours["fps"] >= 0.9 * r["clip_fps"]:
             out.append(f"{name}: ours kept up with the clip's real time ({r['clip_fps']:g} fps): "
                        "its frames/s is the source's, not the pipeline's limit")
-        if bare is not None and "fps_seen" in bare:
-            out.append(f"{name}: bare ORT fps seen first and last: {bare['fps_seen']}")
+        for key in ("bare", "bare_streams"):
+            if key in r and "fps_seen" in r[key]:
+                out.append(f"{name}: {key} ORT fps seen first and last: {r[key]['fps_seen']}")
         if ours is not None and bare is not None and ours["fps"] > bare["fps"]:
-            out.append(f"{name}: ours ran above the bare ceiling: the machine's load changed "
+            out.append(f"{name}: ours ran above its bare ceiling: the machine's load changed "
                        "between phases (see the load averages); rerun on an idle machine")
         for peer in (OBJECTCOUNTER, BYTETRACK):
             row = r.get(peer)
@@ -209,8 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.json:  # progress goes to stderr; --json keeps stdout one document
             print(message, file=sys.stderr, flush=True)
 
+    # The worker's default inference streams (workers/settings.py), which the stack uses.
+    streams = default_streams(use_gpu=False)
     report: dict[str, Any] = {"model": str(model), "code": code_version(), "load": {},
-                              "clips": {}}
+                              "clips": {}, "streams": streams}
     for clip in clips:
         crossings = true_crossings(load_mot_gt(clip.gt), clip.line)
         report["clips"][clip.name] = {
@@ -225,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     phase("bare")
     bare_before = {clip.name: [run_bare(clip, model, args.repeat_bare)] for clip in clips}
+    wide_before = {clip.name: [run_bare(clip, model, args.repeat_bare, streams)]
+                   for clip in clips}
     if not args.skip_ours:
         phase("ours")
         ours = run_ours(clips, model, state_dir=args.state_dir,
@@ -250,9 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for clip in clips:
         # The ceiling is the best the bare loop did, before or after the others: the machine
         # is shared, and a ceiling measured in a busy moment would flatter everyone.
-        runs = [*bare_before[clip.name], run_bare(clip, model, args.repeat_bare)]
-        best = max(runs, key=lambda r: float(r["fps"]))
-        report["clips"][clip.name]["bare"] = {**best, "fps_seen": [r["fps"] for r in runs]}
+        for key, before, n in (("bare", bare_before, 1), ("bare_streams", wide_before, streams)):
+            runs = [*before[clip.name], run_bare(clip, model, args.repeat_bare, n)]
+            best = max(runs, key=lambda r: float(r["fps"]))
+            report["clips"][clip.name][key] = {**best, "fps_seen": [r["fps"] for r in runs]}
 
     if args.json:
         print(json.dumps(report, indent=2, default=str))

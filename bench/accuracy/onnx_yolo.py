@@ -9,8 +9,10 @@ opencv-python) have, so the peers script and the bench import the same module.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,3 +155,29 @@ def bare_loop(model: Path, clip: Path, *, warm_up: int = 3) -> BareTiming:
     for tensor in tensors:
         session.run(None, {name: tensor})
     return BareTiming(len(tensors), time.perf_counter() - started)
+
+
+def bare_streams_loop(model: Path, clip: Path, streams: int, *, warm_up: int = 3) -> BareTiming:
+    """The ceiling for the worker's own threading: `streams` threads each running
+    session.run on its share of the clip's frames, with the cores divided among them (as the
+    worker's INFERENCE_STREAMS does), only the runs timed."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, (os.cpu_count() or 1) // streams)
+    session = ort.InferenceSession(str(model), sess_options=options,
+                                   providers=["CPUExecutionProvider"])
+    size = input_size(session)
+    name = session.get_inputs()[0].name
+    tensors = [letterbox(frame, size)[0] for frame in read_frames(clip)]
+    if not tensors:
+        raise ValueError(f"{clip} has no frames")
+    shares = [tensors[i::streams] for i in range(streams)]
+
+    def run(share: list[FloatArray]) -> None:
+        for tensor in share:
+            session.run(None, {name: tensor})
+
+    with ThreadPoolExecutor(streams) as pool:
+        list(pool.map(run, [share[:warm_up] for share in shares]))
+        started = time.perf_counter()
+        list(pool.map(run, shares))
+        return BareTiming(len(tensors), time.perf_counter() - started)
