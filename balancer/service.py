@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from balancer import metrics
 from balancer.assignments import assign, load_all
-from balancer.liveness import Liveness
+from balancer.liveness import Liveness, LivenessEvent
 from balancer.policy import Assignment, choose_worker
 from balancer.settings import BalancerSettings
 from contracts import broker
@@ -30,7 +30,7 @@ class Balancer:
     def __init__(self, settings: BalancerSettings) -> None:
         self.settings = settings
         self.engine = db.create_engine(settings.database_url)
-        self.liveness = Liveness(settings.heartbeat_timeout_s)
+        self.liveness = Liveness(settings.liveness())
         self.assigned: dict[str, Assignment] = {}
         self.queues: dict[str, AbstractQueue] = {}
         self.consuming = False
@@ -66,7 +66,7 @@ class Balancer:
             await self.engine.dispose()
 
     def _on_heartbeat(self, beat: WorkerHeartbeat) -> None:
-        self.liveness.observe(beat, time.monotonic())
+        _log_events(self.liveness.observe(beat, time.monotonic()))
 
     async def _route_all(
         self, channel: AbstractChannel, batches: AsyncIterator[AbstractIncomingMessage]
@@ -92,11 +92,14 @@ class Balancer:
                 await self._gap(headers, reason)
                 await message.ack()
                 return
-            live = self.liveness.live(time.monotonic())
+            now_mono = time.monotonic()
+            _log_events(self.liveness.poll(now_mono))
+            live = self.liveness.live(now_mono)
             metrics.LIVE_WORKERS.set(len(live))
             current = self.assigned.get(headers.camera_id)
             worker_id = choose_worker(headers.camera_id, headers.capability, headers.region,
-                                      current, live, self.assigned)
+                                      current, live, self.assigned,
+                                      suspect=self.liveness.suspects(now_mono))
             if worker_id is not None:
                 break
             await asyncio.sleep(self.settings.no_worker_poll_s)
@@ -132,3 +135,8 @@ class Balancer:
             await record_gaps(conn, headers.camera_id,
                               [GapSpan(headers.stream_epoch, headers.seq, headers.seq, reason)])
         metrics.GAPS.labels(reason).inc()
+
+
+def _log_events(events: list[LivenessEvent]) -> None:
+    for event in events:
+        log.info("%s %s boot=%s (%s)", event.kind, event.worker_id, event.boot_id, event.reason)

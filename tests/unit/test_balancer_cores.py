@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from balancer.liveness import Liveness
+from balancer.liveness import Liveness, LivenessConfig
 from balancer.policy import Assignment, choose_worker
 from contracts.messages import WorkerHeartbeat
 
@@ -43,7 +43,7 @@ def test_choose_worker(camera: str, cap: str, region: str, current: Assignment |
 
 
 def test_liveness_expires_on_receiver_clock_and_drops_stopping_workers() -> None:
-    live = Liveness(timeout_s=5)
+    live = Liveness(LivenessConfig(mode="expiry", timeout_s=5))
     live.observe(beat("w1"), now_mono=100.0)
     live.observe(beat("w2"), now_mono=103.0)
     assert set(live.live(104.0)) == {"w1", "w2"}
