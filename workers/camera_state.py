@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from workers.counting import CountingLine, Crossing, LineCounter
+from workers.counting import CountingLine, Crossing, LineCounter, Sighting
 from workers.detection import Detection
 from workers.tracking import Tracker, TrackerConfig
 from workers.zones import CountingZone, ZoneCounter, ZoneEvent
@@ -73,24 +73,32 @@ def advance(
     frame_times: Sequence[float] = (),
     anchor: Anchor = "foot",
 ) -> tuple[CameraState, BatchEffects]:
+    """`frame_times` are the frames' capture times in seconds; without them (tests) frames are
+    taken to be one second apart, carrying on from the previous batch."""
     new = state.copy()
     crossings: list[Crossing] = []
     events: list[ZoneEvent] = []
     peak: Counter[tuple[int, str]] = Counter()
     zone_list = list(zones)
+    start_s = new.counter.now_s
     for index, detections in enumerate(detections_per_frame):
-        at_s = frame_times[index] if index < len(frame_times) else float(index)
-        for track in new.tracker.update(detections):
-            x1, y1, x2, y2 = track.box
-            point = ((x1 + x2) / 2, y2) if anchor == "foot" else ((x1 + x2) / 2, (y1 + y2) / 2)
-            crossings += new.counter.observe(
-                index, track.track_id, track.object_class, point, lines
-            )
-            if zone_list:
-                events += new.zones.observe(index, at_s, track.track_id, track.object_class,
-                                            point, zone_list)
+        at_s = frame_times[index] if index < len(frame_times) else start_s + index + 1
+        # Per confirmed track, oldest first: its tentative frames (on the frame it is
+        # confirmed, see workers.tracking), then this one.
+        sightings = [
+            [Sighting(track.track_id, track.object_class, _anchor(box, anchor),
+                      (box[2] - box[0], box[3] - box[1]), seen_s)
+             for seen_s, box in (*track.earlier, (at_s, track.box))]
+            for track in new.tracker.update(detections, at_s)
+        ]
+        crossings += new.counter.observe_frame(index, sightings, lines)
+        if zone_list:
+            for seen in sightings:
+                for s in seen:
+                    events += new.zones.observe(index, s.at_s, s.track_id, s.object_class,
+                                                s.anchor, zone_list)
         live = new.tracker.live_ids()
-        new.counter.forget(live)
+        new.counter.forget(live, at_s)
         events += new.zones.forget(live, at_s, index, zone_list)
         peak |= new.zones.occupancy()  # Counter union keeps the maximum per key
     delta = Counter(count_key(c.line_id, c.direction, c.object_class) for c in crossings)
@@ -99,3 +107,8 @@ def advance(
     versions = {z.zone_id: z.version for z in zone_list}
     peaks = {(z, versions[z], c): n for (z, c), n in peak.items() if z in versions}
     return new, BatchEffects(crossings, events, peaks)
+
+
+def _anchor(box: tuple[float, float, float, float], anchor: Anchor) -> tuple[float, float]:
+    x1, y1, x2, y2 = box
+    return ((x1 + x2) / 2, y2) if anchor == "foot" else ((x1 + x2) / 2, (y1 + y2) / 2)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -73,3 +74,13 @@ def test_zone_counter_round_trips() -> None:
     counter = ZoneCounter()
     counter.observe(0, 1.0, 7, "person", (0.8, 0.5), [RIGHT_HALF])
     assert ZoneCounter.from_dict(counter.to_dict()).to_dict() == counter.to_dict()
+
+
+def test_entry_dates_from_the_tracks_first_tentative_frame() -> None:
+    """The tracker confirms on the second frame; the person was inside from the first."""
+    frames = [[box(0.7)] for _ in range(3)] + [[] for _ in range(GONE)]
+    times = [1.0 + 0.1 * i for i in range(len(frames))]
+    _, effects = advance(CameraState(), frames, [], [RIGHT_HALF], times)
+    enter, leave = effects.zone_events
+    assert (enter.kind, enter.frame_index, leave.kind) == ("enter", 1, "exit")
+    assert leave.dwell_s == pytest.approx(times[leave.frame_index] - times[0])
