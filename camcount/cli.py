@@ -1,4 +1,4 @@
-"""The one command: `camcount <role|up|simulate|services|migrate>`."""
+"""The one command: `camcount <role|workers|up|simulate|services|migrate>`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ def _role(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _workers(_: argparse.Namespace) -> int:
+    from workers.pool.__main__ import main as pool_main
+
+    return pool_main()
+
+
 def _migrate(_: argparse.Namespace) -> int:
     from contracts.settings import CommonSettings
     from migrations import upgrade
@@ -59,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     for role in ROLES:
         sub.add_parser(role, help=f"run the {role} role (settings from the environment)"
                        ).set_defaults(func=_role(role))
+    sub.add_parser("workers", help="run a pool of workers: NUM_WORKERS processes, restarted, "
+                   "drained, scaled over HTTP (POOL_HTTP_PORT)").set_defaults(func=_workers)
     up = sub.add_parser("up", help="run the whole system locally and open the dashboard")
     up.add_argument("--keep-services", action="store_true",
                     help="leave RabbitMQ and PostgreSQL running on exit")

@@ -1,0 +1,1 @@
+"""The worker pool: one manager process that runs, restarts, scales and drains workers."""
