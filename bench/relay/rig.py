@@ -28,6 +28,7 @@ from contracts.messages import BatchHeaders, WorkerHeartbeat
 from infra import amqp
 
 HEARTBEAT_INTERVAL_S = 0.5
+FAKE_CAPACITY_PER_S = 10_000.0
 STREAM_EPOCH = 1
 
 
@@ -200,8 +201,12 @@ async def _fake_worker(channel: AbstractChannel, worker_id: str, rig: Rig,
     exchange: AbstractExchange = await amqp.declare_exchange(channel, broker.HEARTBEATS_EXCHANGE)
     boot_id = uuid.uuid4().hex[:8]
     while True:
+        # The fake worker acks on receipt: it announces a capacity no relay rate here reaches,
+        # so the hybrid policy never sheds for want of it and only the relaying is measured.
         beat = WorkerHeartbeat(worker_id=worker_id, boot_id=boot_id, queue=spec.name,
-                               sent_at=time.time(), stopping=stop.is_set())
+                               sent_at=time.time(), stopping=stop.is_set(),
+                               capacity_per_s=FAKE_CAPACITY_PER_S,
+                               heartbeat_interval_s=HEARTBEAT_INTERVAL_S)
         await exchange.publish(
             aio_pika.Message(beat.model_dump_json().encode(), content_type="application/json",
                              expiration=10),
