@@ -18,6 +18,15 @@ async def load_all(engine: AsyncEngine) -> dict[str, Assignment]:
         return {r.camera_id: Assignment(r.worker_id, r.epoch) for r in rows}
 
 
+async def load_one(engine: AsyncEngine, camera_id: str) -> Assignment | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(assignments.c.worker_id, assignments.c.epoch)
+            .where(assignments.c.camera_id == camera_id)
+        )).first()
+    return None if row is None else Assignment(row.worker_id, row.epoch)
+
+
 async def assign(engine: AsyncEngine, camera_id: str, worker_id: str) -> Assignment:
     stmt = (
         insert(assignments)

@@ -105,8 +105,10 @@ class _Track:
     def mean_std(self, config: LivenessConfig) -> tuple[float, float]:
         n = len(self.intervals)
         if n == 0:
-            # Akka's bootstrap: the expected interval with a quarter of it as deviation.
-            return config.first_interval_s, config.first_interval_s / 4
+            # Akka's bootstrap: the expected interval with a quarter of it as deviation. The
+            # worker's own announced interval beats the configured guess.
+            first = self.beat.heartbeat_interval_s or config.first_interval_s
+            return first, first / 4
         mean = self.total_s / n
         variance = max(0.0, self.total_sq / n - mean * mean)
         return mean, math.sqrt(variance)
@@ -174,6 +176,11 @@ class Liveness:
         Read-only, so events are never lost to a caller that only wants the view."""
         return {wid: t.beat for wid, t in self._tracks.items()
                 if self._judge(t, now_mono) != "down"}
+
+    def beat(self, worker_id: str) -> WorkerHeartbeat | None:
+        """The last beat of a worker not yet judged down (its load, its counters)."""
+        track = self._tracks.get(worker_id)
+        return None if track is None else track.beat
 
     def suspects(self, now_mono: float) -> set[str]:
         """Live but not to be given new cameras."""

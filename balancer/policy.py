@@ -17,8 +17,8 @@ The hybrid policy, in order:
 
 `round_robin` and `least_loaded` are the textbook baselines (per batch, no affinity, no
 shedding, liveness and capability only), kept for the simulation's comparison.
-`choose_worker` is the first policy (affinity, then fewest cameras), used by the service until
-the hybrid one is wired in.
+`choose_worker` is the first policy (affinity, then fewest cameras); the service no longer uses
+it (BALANCER_POLICY picks one of the three above), it stays for its table tests.
 """
 
 from __future__ import annotations

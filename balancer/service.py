@@ -1,27 +1,34 @@
-"""Balancer wiring: heartbeats in, frames.ingress in, each batch republished untouched (body
-and id) to the chosen worker's queue with the assignment epoch added to its headers."""
+"""Balancer wiring: heartbeats in (fleet: liveness and breakers), frames.ingress in, each batch
+routed by the policy (balancer/router.py), dead workers failed over (balancer/failover.py).
+
+frames.ingress has a single active consumer: a second balancer is a hot standby that follows
+the heartbeats and takes over the routing when the active one's connection dies. Routing is
+sequential, one batch at a time under `_turn`, so each camera's batches keep their order; the
+clock task takes the same turn to apply liveness timeouts (and fail over) while no batch
+arrives.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage
 
 from balancer import metrics
-from balancer.assignments import assign, load_all
-from balancer.liveness import Liveness, LivenessEvent
-from balancer.policy import Assignment, choose_worker
+from balancer.failover import Failover
+from balancer.fleet import Fleet
+from balancer.holdings import Holdings
+from balancer.liveness import Liveness
+from balancer.policy import make_policy
+from balancer.router import Router
 from balancer.settings import BalancerSettings
-from contracts import broker
-from contracts.gaps import GapReason, GapSpan
-from contracts.messages import BatchHeaders, MessageError, WorkerHeartbeat
+from contracts.messages import MessageError, WorkerHeartbeat
 from infra import amqp, db, ops
-from infra.gaps import record_dead_lettered, record_gaps
 
 log = logging.getLogger("camcount.balancer")
 
@@ -30,14 +37,27 @@ class Balancer:
     def __init__(self, settings: BalancerSettings) -> None:
         self.settings = settings
         self.engine = db.create_engine(settings.database_url)
-        self.liveness = Liveness(settings.liveness())
-        self.assigned: dict[str, Assignment] = {}
-        self.queues: dict[str, AbstractQueue] = {}
+        self.fleet = Fleet(Liveness(settings.liveness()), settings.breaker(),
+                           settings.default_capacity_per_s)
+        self.policy = make_policy(settings.balancer_policy, settings.hybrid())
+        self.holdings = Holdings()
+        self.router: Router | None = None
+        self.failover: Failover | None = None
         self.consuming = False
+        self._turn = asyncio.Lock()
+        self._last_batch_mono = -float("inf")
 
     def health(self) -> dict[str, Any]:
-        live = self.liveness.live(time.monotonic())
-        return {"ok": self.consuming, "live_workers": sorted(live)}
+        now_mono = time.monotonic()
+        workers = self.fleet.snapshot(now_mono)
+        return {
+            "ok": self.consuming, "balancer_id": self.settings.balancer_id,
+            "active": bool(self.failover and self.failover.active),
+            "policy": self.policy.name,
+            "live_workers": sorted(w["worker_id"] for w in workers if w["liveness"] != "down"),
+            "workers": workers,
+            "failed_over": self.failover.dead() if self.failover else [],
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
         connection = await amqp.connect(self.settings.rabbitmq_url, self.settings.balancer_id)
@@ -46,19 +66,28 @@ class Balancer:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.settings.ingress_prefetch)
             ingress = await amqp.declare_frames_topology(channel)
-            self.assigned = await load_all(self.engine)
+            router = Router(self.engine, channel, self.fleet, self.holdings, self.policy,
+                            f"balancer:{self.settings.balancer_id}")
+            failover = Failover(self.fleet, router, self.settings.dead_queue_watch_s,
+                                self.settings.dead_queue_recheck_s)
+            router.settle = failover.settle
+            self.router, self.failover = router, failover
+            await router.reload_assignments()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(server.serve())
                 beats, beat_tag = await amqp.consume_heartbeats(channel, self._on_heartbeat)
+                clock = tg.create_task(self._clock(failover, stop))
                 async with ingress.iterator() as batches:
-                    consumer = tg.create_task(self._route_all(channel, batches))
+                    consumer = tg.create_task(self._route_all(router, failover, batches))
                     self.consuming = True
-                    log.info("balancer ready id=%s assignments=%d",
-                             self.settings.balancer_id, len(self.assigned))
+                    log.info("balancer ready id=%s policy=%s liveness=%s assignments=%d",
+                             self.settings.balancer_id, self.policy.name,
+                             self.settings.liveness_mode, len(router.assigned))
                     await stop.wait()
                     self.consuming = False
                     await batches.close()
                     await consumer
+                await clock
                 await beats.cancel(beat_tag)
                 server.should_exit = True
         finally:
@@ -66,77 +95,34 @@ class Balancer:
             await self.engine.dispose()
 
     def _on_heartbeat(self, beat: WorkerHeartbeat) -> None:
-        _log_events(self.liveness.observe(beat, time.monotonic()))
+        if self.failover is not None:
+            self.failover.note(self.fleet.observe(beat, time.monotonic()))
 
-    async def _route_all(
-        self, channel: AbstractChannel, batches: AsyncIterator[AbstractIncomingMessage]
-    ) -> None:
-        # Strictly one at a time in queue order, so each camera's batches keep their order.
-        async for message in batches:
-            try:
-                await self._route(channel, message)
-            except MessageError as exc:
-                log.warning("dead-lettering message %s: %s", message.message_id, exc)
-                await record_dead_lettered(self.engine, message.headers)
-                await amqp.dead_letter(channel, message, str(exc),
-                                       f"balancer:{self.settings.balancer_id}")
-                metrics.DEAD_LETTERED.inc()
-
-    async def _route(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
-        headers = BatchHeaders.from_amqp(message.headers)
-        while True:
-            if time.time() > headers.deadline_at:
-                reason: GapReason = "stale"
-                if not self.liveness.live(time.monotonic()):
-                    reason = "no_worker"
-                await self._gap(headers, reason)
-                await message.ack()
-                return
+    async def _clock(self, failover: Failover, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.liveness_poll_s)
+            if not self._turn.locked():  # a batch being routed applies the clock itself
+                async with self._turn:
+                    await failover.settle()
             now_mono = time.monotonic()
-            _log_events(self.liveness.poll(now_mono))
-            live = self.liveness.live(now_mono)
-            metrics.LIVE_WORKERS.set(len(live))
-            current = self.assigned.get(headers.camera_id)
-            worker_id = choose_worker(headers.camera_id, headers.capability, headers.region,
-                                      current, live, self.assigned,
-                                      suspect=self.liveness.suspects(now_mono))
-            if worker_id is not None:
-                break
-            await asyncio.sleep(self.settings.no_worker_poll_s)
-        if current is None or current.worker_id != worker_id:
-            current = await assign(self.engine, headers.camera_id, worker_id)
-            self.assigned[headers.camera_id] = current
-            metrics.REASSIGNMENTS.inc()
-            log.info("camera %s assigned to %s (epoch %d)", headers.camera_id, worker_id,
-                     current.epoch)
-        queue = await self._worker_queue(channel, worker_id)
-        routed = headers.model_copy(update={"assignment_epoch": current.epoch})
-        await channel.default_exchange.publish(
-            aio_pika.Message(
-                message.body, headers=routed.to_amqp(), message_id=message.message_id,
-                priority=int(headers.priority), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                content_type=message.content_type,
-            ),
-            routing_key=queue.name,
-        )
-        metrics.ROUTED.inc()
-        await message.ack()
+            for worker_id, state in self.fleet.breaker_states(now_mono).items():
+                metrics.BREAKER_STATE.labels(worker_id).set(metrics.BREAKER_STATE_VALUE[state])
 
-    async def _worker_queue(self, channel: AbstractChannel, worker_id: str) -> AbstractQueue:
-        queue = self.queues.get(worker_id)
-        if queue is None:
-            # Declaring is idempotent; the worker may not have started consuming yet.
-            queue = await amqp.declare_queue(channel, broker.worker_queue(worker_id))
-            self.queues[worker_id] = queue
-        return queue
-
-    async def _gap(self, headers: BatchHeaders, reason: GapReason) -> None:
-        async with self.engine.begin() as conn:
-            await record_gaps(conn, headers.camera_id,
-                              [GapSpan(headers.stream_epoch, headers.seq, headers.seq, reason)])
-        metrics.GAPS.labels(reason).inc()
-
-
-def _log_events(events: list[LivenessEvent]) -> None:
-    for event in events:
-        log.info("%s %s boot=%s (%s)", event.kind, event.worker_id, event.boot_id, event.reason)
+    async def _route_all(self, router: Router, failover: Failover,
+                         batches: AsyncIterator[AbstractIncomingMessage]) -> None:
+        async for message in batches:
+            # Only the single active consumer of frames.ingress gets here.
+            failover.active = True
+            async with self._turn:
+                now_mono = time.monotonic()
+                if now_mono - self._last_batch_mono > self.settings.assignments_reload_idle_s:
+                    # After a pause (or on taking over from another balancer) our cached
+                    # assignments may be stale; one query, not one per batch.
+                    await router.reload_assignments()
+                self._last_batch_mono = now_mono
+                try:
+                    await router.route(message)
+                except MessageError as exc:
+                    await router.dead_letter(message, exc)
+                self._last_batch_mono = time.monotonic()

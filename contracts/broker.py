@@ -18,6 +18,12 @@ RESULTS_ALERTS = "results.alerts"
 
 HEADER_ERROR = "x-camcount-error"
 HEADER_ERROR_STAGE = "x-camcount-error-stage"
+# Failed processing attempts of a batch before this delivery, summed over the workers that
+# handed it back (classic queues have no delivery count): bounds its retries fleet-wide.
+HEADER_ATTEMPTS = "x-camcount-attempts"
+# Set by a worker that hands a batch back to frames.ingress ("fenced:<id>", "failed:<id>"): the
+# balancer re-reads the camera's assignment instead of trusting its cache.
+HEADER_REROUTED = "x-camcount-rerouted"
 
 
 class Priority(IntEnum):
@@ -41,16 +47,16 @@ class QueueSpec:
     arguments: dict[str, Any] = field(default_factory=dict)
 
 
-def _priority_queue(name: str) -> QueueSpec:
-    return QueueSpec(
-        name,
-        arguments={
-            "x-max-priority": MAX_PRIORITY,
-            "x-queue-type": "classic",
-            "x-dead-letter-exchange": FRAMES_DLX,
-            "x-dead-letter-routing-key": FRAMES_DEAD,
-        },
-    )
+def _priority_queue(name: str, single_active_consumer: bool = False) -> QueueSpec:
+    arguments: dict[str, Any] = {
+        "x-max-priority": MAX_PRIORITY,
+        "x-queue-type": "classic",
+        "x-dead-letter-exchange": FRAMES_DLX,
+        "x-dead-letter-routing-key": FRAMES_DEAD,
+    }
+    if single_active_consumer:
+        arguments["x-single-active-consumer"] = True
+    return QueueSpec(name, arguments=arguments)
 
 
 def worker_queue_name(worker_id: str) -> str:
@@ -70,7 +76,11 @@ EXCHANGES: tuple[ExchangeSpec, ...] = (
     RESULTS_COUNTS_EXCHANGE,
     ExchangeSpec(RESULTS_ALERTS, "topic"),
 )
-INGRESS_QUEUE = _priority_queue(FRAMES_INGRESS)
+# One balancer consumes at a time (the others are hot standbys that take over when its
+# connection dies): two routing at once would interleave a camera's batches out of order.
+# Changing arguments of an existing queue is refused by the broker (PRECONDITION_FAILED): a
+# frames.ingress declared by an older release must be deleted once, when empty.
+INGRESS_QUEUE = _priority_queue(FRAMES_INGRESS, single_active_consumer=True)
 DEAD_QUEUE = QueueSpec(FRAMES_DEAD, arguments={"x-queue-type": "classic"})
 
 

@@ -12,6 +12,8 @@ GapReason = Literal[
     "out_of_order",  # arrived after its stream was superseded
     "dead_lettered",  # the message could not be understood
     "dropped",  # ingest dropped frames (backpressure)
+    "shed",  # the balancer shed it under overload (never a high or critical batch)
+    "failover",  # its worker died and the batch was past its deadline when drained
 ]
 
 

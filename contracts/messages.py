@@ -90,7 +90,11 @@ def _plain(value: Any) -> Any:
 
 
 class WorkerHeartbeat(_Frozen):
-    """Published by each worker to the heartbeats fanout exchange; the receiver judges liveness."""
+    """Published by each worker to the heartbeats fanout exchange; the receiver judges liveness.
+
+    Everything after `stopping` was added within schema version 1 with defaults, so beats from
+    older workers still parse. The outcome counters are cumulative for one `boot_id`: the
+    balancer feeds each worker's circuit breaker from their deltas between beats."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
     worker_id: str
@@ -99,12 +103,29 @@ class WorkerHeartbeat(_Frozen):
     region: str = "local"
     capabilities: tuple[str, ...] = ("motion",)
     queue: str
-    in_flight: int = 0
+    in_flight: int = Field(default=0, description="delivered to the worker, not yet settled")
     processed: int = 0
-    latency_ema_s: float = 0.0
-    capacity_fps: float = 0.0
+    latency_ema_s: float = Field(default=0.0, description="capture to commit")
+    capacity_fps: float = Field(default=0.0, description="superseded by capacity_per_s")
     sent_at: float
     stopping: bool = False
+    heartbeat_interval_s: float | None = Field(default=None, gt=0)
+    queue_depth: int = Field(default=0, ge=0, description="ready messages in its queue")
+    processing_ema_s: float = Field(default=0.0, ge=0, description="decode to commit, per batch")
+    capacity_per_s: float = Field(default=0.0, ge=0,
+                                  description="batches/s it sustains; 0: not measured yet")
+    max_jobs: int = Field(default=1, ge=1)
+    batches_ok: int = Field(default=0, ge=0)
+    batches_failed: int = Field(default=0, ge=0)
+    batches_timed_out: int = Field(default=0, ge=0)
+    batches_data_errors: int = Field(default=0, ge=0, description="dead-lettered or corrupt")
+    rss_bytes: int | None = Field(default=None, ge=0)
+    cpu_percent: float | None = Field(default=None, ge=0, description="of one core, since the "
+                                      "previous beat")
+    gpu_name: str | None = None
+    gpu_memory_used_bytes: int | None = Field(default=None, ge=0)
+    gpu_memory_total_bytes: int | None = Field(default=None, ge=0)
+    gpu_utilisation_percent: float | None = Field(default=None, ge=0)
 
 
 class CountKey(_Frozen):

@@ -21,3 +21,8 @@ STAGE = Histogram(
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+RETRY_VERDICTS = Counter(
+    "camcount_worker_retry_verdicts_total",
+    "Failed batches handed back to the balancer or given up (dead-lettered)", ["verdict"],
+)
+OUTSTANDING = Gauge("camcount_worker_outstanding", "Batches delivered and not yet settled")

@@ -9,7 +9,6 @@ this one tracks, counts and commits, and no core idles during a database round t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -33,8 +32,10 @@ from workers import metrics
 from workers.detection import Detection
 from workers.detectors import Detectors
 from workers.frames import DecodedBatch, decode_frames
+from workers.heartbeat import Outcomes, Vitals, VitalsSample, beat_forever, capacity_per_s
 from workers.reorder import ReorderWindow
 from workers.repository import CachedState, Outcome, apply_batch
+from workers.retry import AttemptLog, GiveUp, HandBack, Retry, attempts_header
 from workers.sequencer import Applied, Sequencer
 from workers.settings import WorkerSettings
 from workers.tracking import TrackerConfig
@@ -49,6 +50,8 @@ class Prepared:
 
     decoded: DecodedBatch | None
     detections: list[list[Detection]] | None
+    started_mono: float = 0.0  # when its decoding began
+    prepare_s: float = 0.0  # how long decoding (and order-free detection) took
 
 
 class Worker:
@@ -62,16 +65,24 @@ class Worker:
         self.cache: dict[str, CachedState] = {}
         self._jobs = asyncio.Semaphore(settings.max_concurrent_jobs)
         self._prepared: dict[int, asyncio.Task[Prepared]] = {}  # by delivery tag
-        self.in_flight = 0
+        self.in_flight = 0  # being handled now
+        self.outstanding = 0  # delivered and not yet settled (prefetched, held, handled)
         self.processed = 0
         self.latency_ema_s = 0.0
+        self.outcomes = Outcomes()
+        self.retry = settings.retry_policy()
+        self.attempts = AttemptLog()
+        self.vitals = Vitals(settings.gpu_device if settings.use_gpu else None)
         self.consuming = False
         self.stopping = False
+        self.started_mono = time.monotonic()
         self._failed: set[int] = set()  # fault injection: batches that already failed once
 
     def health(self) -> dict[str, Any]:
         return {"ok": self.consuming, "worker_id": self.settings.worker_id,
-                "processed": self.processed, "in_flight": self.in_flight}
+                "processed": self.processed, "in_flight": self.in_flight,
+                "outstanding": self.outstanding, "batches_ok": self.outcomes.ok,
+                "failed": self.outcomes.failed, "timed_out": self.outcomes.timed_out}
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.to_thread(self.detectors.load)
@@ -84,7 +95,10 @@ class Worker:
             queue = await amqp.declare_queue(channel, broker.worker_queue(self.settings.worker_id))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(server.serve())
-                beats = tg.create_task(self._heartbeats(channel, stop))
+                beats = tg.create_task(beat_forever(
+                    channel, queue, stop, self.settings.heartbeat_interval_s,
+                    lambda depth, vitals: self._beat(depth, vitals, stop.is_set()),
+                    self.vitals, self.settings.fault_seconds("beat_jitter")))
                 sequencer = Sequencer(
                     ReorderWindow(self.settings.reorder_window_batches,
                                   self.settings.reorder_window_s),
@@ -115,21 +129,26 @@ class Worker:
     ) -> None:
         """Start each delivery's preparation as it arrives; submit them for commit in delivery
         order from a second task, so a slow commit never holds up the next preparation."""
-        ordered: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        ordered: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
 
         async def commit_in_order() -> None:
-            while True:
-                await sequencer.submit(await ordered.get())
+            while (message := await ordered.get()) is not None:
+                await sequencer.submit(message)
 
         committer = asyncio.create_task(commit_in_order())
         try:
             async for message in batches:
+                self.outstanding += 1
                 self._start_preparing(message)
                 ordered.put_nowait(message)
         finally:
-            # Draining: the batch in hand finishes; what waits behind it goes back to the
-            # queue unacked when the channel closes.
-            await cancel_and_wait(committer)
+            # Draining: the batch in hand finishes (never cancelled: a cancellation between
+            # commit and ack would only cost a redelivery, but one swallowed by wait_for hung
+            # the drain); what waits behind it goes back unacked when the channel closes.
+            while not ordered.empty():
+                ordered.get_nowait()
+            ordered.put_nowait(None)
+            await committer
             for task in self._prepared.values():
                 task.cancel()
             await asyncio.gather(*self._prepared.values(), return_exceptions=True)
@@ -147,63 +166,111 @@ class Worker:
         if time.time() > headers.deadline_at:
             return Prepared(None, None)  # not worth detecting: it becomes a 'stale' gap
         async with self._jobs:
+            started_mono = time.monotonic()
             with metrics.STAGE.labels("decode").time():
                 decoded = await asyncio.to_thread(decode_frames, frames)
             if not self.detectors.order_free:
-                return Prepared(decoded, None)
+                return Prepared(decoded, None, started_mono, time.monotonic() - started_mono)
             with metrics.STAGE.labels("detect").time():
                 detections = await asyncio.to_thread(
                     self.detectors.detect, headers.camera_id, headers.model, decoded.images
                 )
-            return Prepared(decoded, detections)
+            return Prepared(decoded, detections, started_mono, time.monotonic() - started_mono)
 
-    async def _heartbeats(self, channel: AbstractChannel, stop: asyncio.Event) -> None:
-        exchange = await channel.get_exchange(broker.HEARTBEATS)
-        while True:
-            beat = WorkerHeartbeat(
-                worker_id=self.settings.worker_id, boot_id=self.boot_id,
-                worker_type=self.settings.worker_type, region=self.settings.region,
-                capabilities=(self.settings.worker_type,), queue=self.queue_name,
-                in_flight=self.in_flight, processed=self.processed,
-                latency_ema_s=self.latency_ema_s, sent_at=time.time(), stopping=stop.is_set(),
-            )
-            await exchange.publish(
-                aio_pika.Message(beat.model_dump_json().encode(),
-                                 content_type="application/json", expiration=10),
-                routing_key="",
-            )
-            if stop.is_set():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.heartbeat_interval_s)
+    def _beat(self, queue_depth: int, vitals: VitalsSample, stopping: bool) -> WorkerHeartbeat:
+        settings, outcomes = self.settings, self.outcomes
+        metrics.OUTSTANDING.set(self.outstanding)
+        return WorkerHeartbeat(
+            worker_id=settings.worker_id, boot_id=self.boot_id,
+            worker_type=settings.worker_type, region=settings.region,
+            capabilities=(settings.worker_type,), queue=self.queue_name,
+            in_flight=self.outstanding, processed=self.processed,
+            latency_ema_s=self.latency_ema_s, sent_at=time.time(), stopping=stopping,
+            heartbeat_interval_s=settings.heartbeat_interval_s, queue_depth=queue_depth,
+            processing_ema_s=outcomes.processing_ema_s,
+            capacity_per_s=capacity_per_s(outcomes.prepare_ema_s, outcomes.serial_ema_s,
+                                          settings.max_concurrent_jobs),
+            max_jobs=settings.max_concurrent_jobs, batches_ok=outcomes.ok,
+            batches_failed=outcomes.failed, batches_timed_out=outcomes.timed_out,
+            batches_data_errors=outcomes.data_errors, rss_bytes=vitals.rss_bytes,
+            cpu_percent=vitals.cpu_percent, gpu_name=vitals.gpu_name,
+            gpu_memory_used_bytes=vitals.gpu_memory_used_bytes,
+            gpu_memory_total_bytes=vitals.gpu_memory_total_bytes,
+            gpu_utilisation_percent=vitals.gpu_utilisation_percent,
+        )
 
     async def _handle(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> Applied:
         self.in_flight += 1
         metrics.IN_FLIGHT.inc()
         try:
-            return await asyncio.wait_for(self._process(channel, message),
-                                          self.settings.job_timeout_s)
+            applied = await asyncio.wait_for(self._process(channel, message),
+                                             self.settings.job_timeout_s)
+            self.outcomes.ok += 1
+            self.attempts.forget(message.message_id or "")
+            return applied
         except MessageError as exc:
-            log.warning("dead-lettering message %s: %s", message.message_id, exc)
-            await record_dead_lettered(self.engine, message.headers)
-            await amqp.dead_letter(channel, message, str(exc), f"worker:{self.settings.worker_id}")
-            metrics.DEAD_LETTERED.inc()
+            self.outcomes.data_errors += 1
+            await self._dead_letter(channel, message, str(exc))
             return None
-        except Exception:
-            log.exception("batch %s failed; it will be redelivered", message.message_id)
+        except TimeoutError:
+            self.outcomes.timed_out += 1
+            log.warning("batch %s timed out after %.1f s", message.message_id,
+                        self.settings.job_timeout_s)
+            metrics.BATCHES.labels("timeout").inc()
+            await self._after_failure(channel, message, "timed out")
+            return None
+        except Exception as exc:
+            self.outcomes.failed += 1
+            log.exception("batch %s failed", message.message_id)
             metrics.BATCHES.labels("error").inc()
-            await asyncio.sleep(self.settings.retry_delay_s)
-            await message.nack(requeue=True)
+            await self._after_failure(channel, message, repr(exc))
             return None
         finally:
             self.in_flight -= 1
+            self.outstanding -= 1
             metrics.IN_FLIGHT.dec()
+
+    async def _after_failure(self, channel: AbstractChannel, message: AbstractIncomingMessage,
+                             error: str) -> None:
+        """Retry here with back-off, hand back to the balancer, or give up (workers/retry.py)."""
+        message_id = message.message_id or ""
+        before = attempts_header((message.headers or {}).get(broker.HEADER_ATTEMPTS))
+        verdict = self.retry.decide(self.attempts.failed(message_id), before)
+        if isinstance(verdict, Retry):
+            # Sleeping holds this worker's commit turn: the back-off is also a brake on a
+            # worker that fails everything, while the balancer's breaker moves its cameras.
+            await asyncio.sleep(verdict.delay_s)
+            await message.nack(requeue=True)
+            return
+        self.attempts.forget(message_id)
+        if isinstance(verdict, HandBack):
+            log.warning("batch %s failed %d times here; handed back for another worker",
+                        message_id, self.settings.max_attempts)
+            metrics.RETRY_VERDICTS.labels("hand_back").inc()
+            await self._reroute(channel, message, "failed", verdict.attempts_total)
+            await message.ack()
+            return
+        assert isinstance(verdict, GiveUp)
+        metrics.RETRY_VERDICTS.labels("give_up").inc()
+        await self._dead_letter(
+            channel, message, f"failed {verdict.attempts_total} attempts; last: {error}")
+
+    async def _dead_letter(self, channel: AbstractChannel, message: AbstractIncomingMessage,
+                           reason: str) -> None:
+        log.warning("dead-lettering message %s: %s", message.message_id, reason)
+        await record_dead_lettered(self.engine, message.headers)
+        await amqp.dead_letter(channel, message, reason, f"worker:{self.settings.worker_id}")
+        metrics.DEAD_LETTERED.inc()
 
     async def _process(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> Applied:
         task = self._prepared.pop(message.delivery_tag or -1, None)
         # Awaited first, so its outcome (or its error) is always collected.
         prepared = await (task if task is not None else self._prepare(message))
+        serial_mono = time.monotonic()
         headers = BatchHeaders.from_amqp(message.headers)
+        failing_s = self.settings.fault_seconds("fail_until")
+        if failing_s and serial_mono - self.started_mono < failing_s:
+            raise RuntimeError(f"fault injection: failing every batch for {failing_s} s")
         if headers.assignment_epoch is None:
             raise MessageError("batch reached a worker without an assignment_epoch header")
         decoded = prepared.decoded
@@ -216,6 +283,8 @@ class Worker:
             await message.ack()
             return None
         metrics.CORRUPT_FRAMES.inc(decoded.corrupt)
+        if decoded.corrupt:
+            self.outcomes.data_errors += 1  # the camera's fault: the breaker ignores these
         metrics.FRAMES.inc(len(decoded.images))
         detections = prepared.detections
         if detections is None:  # a detector that must see the camera's batches in order
@@ -231,6 +300,9 @@ class Worker:
             )
         if self.settings.kills_at("after_commit", headers.seq):
             await self._die()
+        done_mono = time.monotonic()
+        self.outcomes.processed(done_mono - prepared.started_mono, prepared.prepare_s,
+                                done_mono - serial_mono)
         if result.outcome is Outcome.APPLIED:
             assert result.state is not None and result.progress is not None
             self.cache[headers.camera_id] = CachedState(result.progress, result.state)
@@ -242,7 +314,7 @@ class Worker:
             # The camera moved to another worker: hand the batch back for re-routing.
             self.cache.pop(headers.camera_id, None)
             self.detectors.forget(headers.camera_id)
-            await self._reroute(channel, message)
+            await self._reroute(channel, message, "fenced")
         metrics.BATCHES.labels(result.outcome.value).inc()
         self.processed += 1
         await message.ack()
@@ -267,8 +339,14 @@ class Worker:
         log.warning("fault injection: SIGKILL now (%s)", self.settings.fault_injection)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    async def _reroute(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
+    async def _reroute(self, channel: AbstractChannel, message: AbstractIncomingMessage,
+                       why: str, attempts_total: int | None = None) -> None:
+        """Hand a batch back to frames.ingress for the balancer to route again: the camera moved
+        (fenced), or this worker keeps failing it."""
         headers = {k: v for k, v in (message.headers or {}).items() if k != "assignment_epoch"}
+        headers[broker.HEADER_REROUTED] = f"{why}:{self.settings.worker_id}"
+        if attempts_total is not None:
+            headers[broker.HEADER_ATTEMPTS] = attempts_total
         await channel.default_exchange.publish(
             aio_pika.Message(message.body, headers=headers, message_id=message.message_id,
                              priority=message.priority,

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from contracts.ids import check_slug
 from contracts.settings import CommonSettings
+from workers.retry import RetryPolicy
 
 
 def default_streams(use_gpu: bool) -> int:
@@ -42,7 +43,13 @@ class WorkerSettings(CommonSettings):
     )
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     job_timeout_s: float = Field(default=30.0, gt=0)
-    retry_delay_s: float = Field(default=1.0, ge=0, description="before redelivering on failure")
+    retry_delay_s: float = Field(default=1.0, ge=0,
+                                 description="back-off before the first retry; doubles after")
+    retry_max_delay_s: float = Field(default=10.0, ge=0)
+    max_attempts: int = Field(default=3, ge=1, description="failures of a batch here before "
+                              "it goes back to frames.ingress for another worker")
+    max_total_attempts: int = Field(default=9, ge=1, description="failures over all workers "
+                                    "before it is dead-lettered (and recorded as a gap)")
     reorder_window_batches: int = Field(default=3, ge=0, description="held per camera")
     reorder_window_s: float = Field(default=2.0, ge=0)
     detector: Literal["motion", "onnx", "ultralytics"] = "motion"
@@ -62,12 +69,23 @@ class WorkerSettings(CommonSettings):
         default="",
         description="tests only: 'before_commit@SEQ' or 'after_commit@SEQ' makes this process "
         "SIGKILL itself at that point of the batch with that seq; 'fail_once@SEQ' makes that "
-        "batch's first transaction fail (it is requeued)",
-        pattern=r"^(((before|after)_commit|fail_once)@\d+)?$",
+        "batch's first transaction fail (it is requeued); 'fail_until@S' fails every batch "
+        "until S seconds after start; 'beat_jitter@S' delays each heartbeat by up to S more",
+        pattern=r"^((((before|after)_commit|fail_once)@\d+)"
+        r"|((fail_until|beat_jitter)@\d+(\.\d+)?))?$",
     )
 
     def kills_at(self, point: str, seq: int) -> bool:
         return self.fault_injection == f"{point}@{seq}"
+
+    def fault_seconds(self, mode: str) -> float:
+        """The S of 'mode@S' when that fault is injected, else 0."""
+        name, _, value = self.fault_injection.partition("@")
+        return float(value) if name == mode else 0.0
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.max_total_attempts, self.retry_delay_s,
+                           max(self.retry_delay_s, self.retry_max_delay_s))
 
     @property
     def class_filter(self) -> frozenset[str] | None:
@@ -77,6 +95,12 @@ class WorkerSettings(CommonSettings):
     @property
     def streams(self) -> int:
         return self.inference_streams or default_streams(self.use_gpu)
+
+    @model_validator(mode="after")
+    def _attempts_ordered(self) -> WorkerSettings:
+        if self.max_attempts > self.max_total_attempts:
+            raise ValueError("MAX_ATTEMPTS cannot exceed MAX_TOTAL_ATTEMPTS")
+        return self
 
     @model_validator(mode="after")
     def _jobs_fit_prefetch(self) -> WorkerSettings:

@@ -143,3 +143,15 @@ def test_intervals_stretched_within_the_pause_never_flap(
     for s in stretches:
         arrivals.append(arrivals[-1] + interval_s + s * pause_s)
     assert_never_flaps(Liveness(config), arrivals)
+
+
+def test_a_beat_that_names_its_interval_sets_the_bootstrap() -> None:
+    # Before any interval is measured, phi assumes the worker's own announced interval (0.2 s)
+    # rather than the configured 1 s guess: a fast-beating worker is judged on its own pace.
+    live = Liveness(LivenessConfig(mode="phi", acceptable_pause_s=0.5, first_interval_s=1.0))
+    fast = beat().model_copy(update={"heartbeat_interval_s": 0.2})
+    live.observe(fast, 0.0)
+    slow = Liveness(LivenessConfig(mode="phi", acceptable_pause_s=0.5, first_interval_s=1.0))
+    slow.observe(beat(), 0.0)
+    assert live.state("w1", 1.5) == "down"
+    assert slow.state("w1", 1.5) == "up"
