@@ -32,8 +32,21 @@ async def declare_exchange(channel: AbstractChannel, spec: broker.ExchangeSpec) 
     )
 
 
+class TopologyMismatch(RuntimeError):
+    """A queue exists with other arguments than this release declares (the broker refuses to
+    change them in place): an operator has to move it, and the error says how."""
+
+
 async def declare_queue(channel: AbstractChannel, spec: broker.QueueSpec) -> AbstractQueue:
-    return await channel.declare_queue(spec.name, durable=spec.durable, arguments=spec.arguments)
+    try:
+        return await channel.declare_queue(spec.name, durable=spec.durable,
+                                           arguments=spec.arguments)
+    except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+        raise TopologyMismatch(
+            f"queue {spec.name} exists with other arguments than this release declares "
+            f"({spec.arguments}): stop its publishers, let it drain, delete it "
+            f"(rabbitmqctl delete_queue {spec.name}) and start again. Broker said: {exc}"
+        ) from exc
 
 
 async def declare_frames_topology(channel: AbstractChannel) -> AbstractQueue:
