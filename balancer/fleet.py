@@ -9,13 +9,13 @@ balancer is only a baseline: its counters may hold hours of history that says no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from balancer.breaker import Breaker, BreakerConfig, BreakerState, Outcome
+from balancer.breaker import Breaker, BreakerConfig, BreakerSnapshot, BreakerState, Outcome
 from balancer.holdings import Rates
-from balancer.liveness import Liveness, LivenessEvent
+from balancer.liveness import Liveness, LivenessEvent, WorkerState
 from balancer.policy import WorkerView
 from contracts.messages import WorkerHeartbeat
 
@@ -26,6 +26,16 @@ class BreakerTransition:
     from_state: BreakerState
     to_state: BreakerState
     at_mono: float
+    boot_id: str
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The balancer's verdict on one worker it still knows (not down)."""
+
+    boot_id: str
+    liveness: WorkerState
+    breaker: BreakerSnapshot
 
 
 @dataclass
@@ -62,8 +72,14 @@ class Fleet:
         self.breaker_config = breaker_config
         self.default_capacity_per_s = default_capacity_per_s
         self._members: dict[str, _Member] = {}
+        # Told every non-empty Changes, whoever caused it (a beat, the clock): where the
+        # balancer records transitions without every caller of observe/poll having to.
+        self.listener: Callable[[Changes], None] | None = None
 
     def observe(self, beat: WorkerHeartbeat, now_mono: float) -> Changes:
+        return self._tell(self._observe(beat, now_mono))
+
+    def _observe(self, beat: WorkerHeartbeat, now_mono: float) -> Changes:
         changes = Changes(self.liveness.observe(beat, now_mono))
         wid = beat.worker_id
         if beat.stopping:
@@ -102,6 +118,11 @@ class Fleet:
             if event.kind == "worker.down":
                 self._members.pop(event.worker_id, None)
         changes.breakers += self._transitions(now_mono, tuple(self._members))
+        return self._tell(changes)
+
+    def _tell(self, changes: Changes) -> Changes:
+        if self.listener is not None and (changes.liveness or changes.breakers):
+            self.listener(changes)
         return changes
 
     def views(self, now_mono: float, held: Callable[[str], Rates]) -> dict[str, WorkerView]:
@@ -136,6 +157,18 @@ class Fleet:
     def breaker_states(self, now_mono: float) -> dict[str, BreakerState]:
         return {wid: m.breaker.state(now_mono) for wid, m in self._members.items()}
 
+    def judgements(self, now_mono: float, only: Iterable[str] | None = None
+                   ) -> dict[str, Judgement]:
+        """Workers not yet judged down (all, or those of `only`): liveness and breaker, for
+        the database."""
+        wanted = self._members if only is None else {w for w in only if w in self._members}
+        out = {}
+        for wid in wanted:
+            member = self._members[wid]
+            out[wid] = Judgement(member.boot_id, self.liveness.state(wid, now_mono),
+                                 member.breaker.snapshot(now_mono))
+        return out
+
     def snapshot(self, now_mono: float) -> list[dict[str, Any]]:
         """Per worker, for /health and the dashboard: liveness (with phi) and the breaker."""
         states = self.liveness.states(now_mono)
@@ -163,6 +196,7 @@ class Fleet:
             member = self._members[wid]
             state = member.breaker.state(now_mono)
             if state != member.reported:
-                out.append(BreakerTransition(wid, member.reported, state, now_mono))
+                out.append(BreakerTransition(wid, member.reported, state, now_mono,
+                                             member.boot_id))
                 member.reported = state
         return out

@@ -25,3 +25,10 @@ BREAKER_TRANSITIONS = Counter("camcount_balancer_breaker_transitions_total",
 BREAKER_STATE = Gauge("camcount_balancer_breaker_state", "Circuit breaker state per worker",
                       ["worker"])
 BREAKER_STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+WORKER_EVENTS_WRITTEN = Counter("camcount_balancer_worker_events_written_total",
+                                "worker_events rows written by this (active) balancer", ["kind"])
+WORKER_STATE_DROPPED = Counter(
+    "camcount_balancer_worker_state_dropped_total",
+    "Worker state records not written: the writer's queue was full, or shutdown met an outage")
+WORKER_STATE_ERRORS = Counter("camcount_balancer_worker_state_errors_total",
+                              "Failed worker state writes and event publishes", ["stage"])

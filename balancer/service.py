@@ -6,6 +6,10 @@ the heartbeats and takes over the routing when the active one's connection dies.
 sequential, one batch at a time under `_turn`, so each camera's batches keep their order; the
 clock task takes the same turn to apply liveness timeouts (and fail over) while no batch
 arrives.
+
+The active balancer also records its verdicts in PostgreSQL (balancer/worker_state.py). It is
+the one frames.ingress delivers to, or, before any batch, the one that finds itself that
+queue's only consumer (single active consumer keeps the first one active while it lives).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue
+from aio_pika.exceptions import AMQPError
 
 from balancer import metrics
 from balancer.failover import Failover
@@ -27,6 +32,8 @@ from balancer.liveness import Liveness
 from balancer.policy import make_policy
 from balancer.router import Router
 from balancer.settings import BalancerSettings
+from balancer.worker_state import Record, Recorder, Writer
+from contracts import broker
 from contracts.messages import MessageError, WorkerHeartbeat
 from infra import amqp, db, ops
 
@@ -72,11 +79,29 @@ class Balancer:
                                 self.settings.dead_queue_recheck_s)
             router.settle = failover.settle
             self.router, self.failover = router, failover
+
+            def lost_turn(*_: object) -> None:
+                # Consuming again after a reconnect, at the back of the single-active-consumer
+                # line: until told otherwise, another balancer routes (and records).
+                failover.active = False
+
+            connection.reconnect_callbacks.add(lost_turn)
+            queue: asyncio.Queue[Record] = asyncio.Queue(self.settings.worker_state_queue_size)
+            recorder = Recorder(self.fleet, queue, lambda: failover.active,
+                                self.settings.worker_state_refresh_s,
+                                self.settings.worker_events_retention_s,
+                                self.settings.worker_events_prune_s)
+            self.fleet.listener = recorder.on_changes
+            # Its own channel: a channel error publishing an event must not close routing's.
+            events_channel = await connection.channel()
+            events: AbstractExchange = await events_channel.get_exchange(broker.REGISTRY_EVENTS)
+            writer = Writer(self.engine, queue, self.settings.balancer_id, lambda: events)
             await router.reload_assignments()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(server.serve())
+                tg.create_task(writer.run(stop))
                 beats, beat_tag = await amqp.consume_heartbeats(channel, self._on_heartbeat)
-                clock = tg.create_task(self._clock(failover, stop))
+                clock = tg.create_task(self._clock(failover, ingress, recorder, stop))
                 async with ingress.iterator() as batches:
                     consumer = tg.create_task(self._route_all(router, failover, batches))
                     self.consuming = True
@@ -98,7 +123,9 @@ class Balancer:
         if self.failover is not None:
             self.failover.note(self.fleet.observe(beat, time.monotonic()))
 
-    async def _clock(self, failover: Failover, stop: asyncio.Event) -> None:
+    async def _clock(self, failover: Failover, ingress: AbstractQueue, recorder: Recorder,
+                     stop: asyncio.Event) -> None:
+        probed_mono = -float("inf")
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.liveness_poll_s)
@@ -106,8 +133,26 @@ class Balancer:
                 async with self._turn:
                     await failover.settle()
             now_mono = time.monotonic()
+            if (not failover.active and self.consuming
+                    and now_mono - probed_mono >= self.settings.standby_probe_s):
+                probed_mono = now_mono
+                await self._claim_if_alone(failover, ingress)
+            recorder.tick()
             for worker_id, state in self.fleet.breaker_states(now_mono).items():
                 metrics.BREAKER_STATE.labels(worker_id).set(metrics.BREAKER_STATE_VALUE[state])
+
+    async def _claim_if_alone(self, failover: Failover, ingress: AbstractQueue) -> None:
+        """Active without waiting for a batch: with no traffic a lone balancer would never
+        learn it is the active one, nor record anything. Only called while we consume, so a
+        count of one is us."""
+        try:
+            consumers = await ingress.declare(timeout=self.settings.standby_probe_s)
+        except (AMQPError, ConnectionError, TimeoutError) as exc:
+            log.debug("frames.ingress consumer count unknown: %s", exc)
+            return
+        if consumers.consumer_count == 1 and not failover.active:
+            failover.active = True
+            log.info("active: the only consumer of %s", broker.FRAMES_INGRESS)
 
     async def _route_all(self, router: Router, failover: Failover,
                          batches: AsyncIterator[AbstractIncomingMessage]) -> None:

@@ -52,6 +52,17 @@ class BalancerSettings(CommonSettings):
         "batches it held unacked come back when the broker closes its connection")
     dead_queue_recheck_s: float = Field(default=2.0, gt=0)
     no_worker_poll_s: float = Field(default=0.25, gt=0)
+    standby_probe_s: float = Field(
+        default=1.0, gt=0, description="how often a balancer not yet given a batch asks "
+        "whether it is frames.ingress's only consumer, and so the active one")
+    worker_state_refresh_s: float = Field(
+        default=5.0, gt=0, description="rewrite every worker's liveness and breaker columns "
+        "this often (besides at transitions): failure rates move without transitions")
+    worker_events_retention_s: float = Field(default=7 * 86400.0, gt=0)
+    worker_events_prune_s: float = Field(default=60.0, gt=0,
+                                         description="delete expired worker_events this often")
+    worker_state_queue_size: int = Field(
+        default=1000, ge=1, description="records waiting for the writer; more are dropped")
 
     @model_validator(mode="after")
     def _cores_accept(self) -> BalancerSettings:

@@ -128,6 +128,25 @@ class WorkerHeartbeat(_Frozen):
     gpu_utilisation_percent: float | None = Field(default=None, ge=0)
 
 
+WorkerEventKind = Literal["worker.up", "worker.suspect", "worker.down", "breaker.open",
+                          "breaker.half_open", "breaker.closed"]
+
+
+class WorkerEventMessage(_Frozen):
+    """Published by the active balancer on `registry.events`, routing key = kind, for each
+    liveness verdict and breaker transition it records in `worker_events` (row id `id`)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: int
+    worker_id: str
+    boot_id: str
+    kind: WorkerEventKind
+    reason: str
+    at: float = Field(description="the judging balancer's clock")
+    details: dict[str, str | int | float | None] = Field(default_factory=dict)
+    judged_by: str
+
+
 class CountKey(_Frozen):
     line_id: int
     line_version: int

@@ -5,9 +5,12 @@ migrations/ creates exactly this; tests/integration/test_migrations.py checks th
 
 from __future__ import annotations
 
+from typing import get_args
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Float,
@@ -23,6 +26,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+
+from contracts.messages import WorkerEventKind
 
 metadata = MetaData()
 
@@ -93,6 +98,35 @@ workers = Table(
     Column("first_seen_at", DateTime(timezone=True), nullable=False),
     Column("last_heartbeat_at", DateTime(timezone=True), nullable=False,
            comment="receiver's clock"),
+    Column("load", JSONB, nullable=False, server_default=text("'{}'::jsonb"),
+           comment="the last heartbeat's load, GPU and outcome counters"),
+    # The active balancer's verdicts; null until one has judged the worker.
+    Column("liveness", Text, nullable=True, comment="up | suspect | down (balancer's clock)"),
+    Column("breaker", JSONB, nullable=True,
+           comment="state, failure_rate, calls, failures, opened_at (Unix s), probes"),
+    Column("judged_by", Text, nullable=True, comment="balancer id"),
+    Column("judged_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("liveness IN ('up', 'suspect', 'down')", name="ck_workers_liveness"),
+)
+
+WORKER_EVENT_KINDS: tuple[str, ...] = get_args(WorkerEventKind)
+
+worker_events = Table(
+    "worker_events",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("worker_id", Text, nullable=False),
+    Column("boot_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("at", DateTime(timezone=True), nullable=False, comment="judging balancer's clock"),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("judged_by", Text, nullable=False, comment="balancer id"),
+    CheckConstraint(f"kind IN ({', '.join(repr(k) for k in WORKER_EVENT_KINDS)})",
+                    name="ck_worker_events_kind"),
+    Index("ix_worker_events_worker_at", "worker_id", "at"),
+    # Retention deletes by age alone.
+    Index("ix_worker_events_at", "at"),
 )
 
 assignments = Table(

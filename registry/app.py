@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.ops import metrics_response
 from registry import metrics, repository
-from registry.models import CameraIn, CameraOut, CountsOut, WorkerOut
+from registry.models import CameraIn, CameraOut, CountsOut
 from registry.settings import RegistrySettings
+from registry.workers_api import workers_router
 
 
 def create_app(
@@ -83,9 +84,7 @@ def create_app(
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
         return found
 
-    @app.get("/api/workers")
-    async def list_workers() -> list[WorkerOut]:
-        return await repository.list_workers(engine, settings.worker_down_after_s)
+    app.include_router(workers_router(settings, engine))
 
     if settings.dashboard_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.dashboard_dir, html=True), name="dashboard")

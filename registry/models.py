@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -148,19 +148,77 @@ class CameraOut(BaseModel):
     occupancy: dict[str, int] = Field(description="'zone_id:class' -> objects inside now")
 
 
+class WorkerLoad(BaseModel):
+    """The last heartbeat's load, as stored in workers.load. The field list is the allowlist:
+    `from_attributes` over a heartbeat copies these and nothing else."""
+
+    in_flight: int = 0
+    queue_depth: int = 0
+    processing_ema_s: float = 0.0
+    latency_ema_s: float = 0.0
+    capacity_per_s: float = Field(default=0.0, description="batches/s; 0: not measured yet")
+    max_jobs: int = 1
+    processed: int = 0
+    batches_ok: int = 0
+    batches_failed: int = 0
+    batches_timed_out: int = 0
+    batches_data_errors: int = 0
+    rss_bytes: int | None = None
+    cpu_percent: float | None = None
+    gpu_name: str | None = None
+    gpu_memory_used_bytes: int | None = None
+    gpu_memory_total_bytes: int | None = None
+    gpu_utilisation_percent: float | None = None
+    heartbeat_interval_s: float | None = None
+
+
+class BreakerProbes(BaseModel):
+    admitted: int
+    succeeded: int
+
+
+class BreakerOut(BaseModel):
+    state: Literal["closed", "open", "half_open"]
+    failure_rate: float
+    calls: int
+    failures: int
+    opened_at: datetime | None
+    probes: BreakerProbes
+
+
 class WorkerOut(BaseModel):
     id: str
     worker_type: str
     region: str
     capabilities: list[str]
+    boot_id: str
     queue: str
-    status: str
+    status: str = Field(description="the registry's view from the heartbeat age: up, "
+                        "stopping or down")
+    liveness: Literal["up", "suspect", "down"] | None = Field(
+        description="the active balancer's verdict; null until one has judged the worker")
+    breaker: BreakerOut | None = Field(description="null while no balancer knows the worker")
+    judged_by: str | None
+    judged_at: datetime | None
+    load: WorkerLoad
+    # Also in `load`; kept at the top level for dashboard/app.js.
     in_flight: int
     processed: int
     latency_ema_s: float
     first_seen_at: datetime
     last_heartbeat_at: datetime
     heartbeat_age_s: float
+
+
+class WorkerEventOut(BaseModel):
+    id: int
+    worker_id: str
+    boot_id: str
+    kind: str = Field(description="worker.up|suspect|down, breaker.open|half_open|closed")
+    reason: str
+    at: datetime
+    details: dict[str, str | int | float | None]
+    judged_by: str
 
 
 class CountRow(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -18,17 +18,21 @@ from contracts.tables import (
     count_buckets,
     counting_lines,
     coverage_gaps,
+    worker_events,
     workers,
     zone_buckets,
     zones,
 )
 from registry.models import (
+    BreakerOut,
     CameraIn,
     CameraOut,
     CountRow,
     CountsOut,
     GapRow,
     LineOut,
+    WorkerEventOut,
+    WorkerLoad,
     WorkerOut,
     ZoneOut,
     ZoneRow,
@@ -176,25 +180,62 @@ async def record_heartbeat(engine: AsyncEngine, beat: WorkerHeartbeat, received_
         "capabilities": list(beat.capabilities), "queue": beat.queue, "status": status,
         "in_flight": beat.in_flight, "processed": beat.processed,
         "latency_ema_s": beat.latency_ema_s, "last_heartbeat_at": received_at,
+        "load": WorkerLoad.model_validate(beat, from_attributes=True).model_dump(),
     }
+    # The balancer's columns (liveness, breaker, judged_*) are its own: never touched here.
     stmt = insert(workers).values(id=beat.worker_id, first_seen_at=received_at, **values)
     async with engine.begin() as conn:
         await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
 
 
-async def list_workers(engine: AsyncEngine, down_after_s: float) -> list[WorkerOut]:
-    now = datetime.now(UTC)
+def _breaker(raw: dict[str, Any] | None) -> BreakerOut | None:
+    if raw is None:
+        return None
+    opened = raw.get("opened_at")  # Unix seconds in the row, like every *_at in messages
+    return BreakerOut.model_validate(
+        {**raw, "opened_at": None if opened is None else datetime.fromtimestamp(opened, UTC)})
+
+
+def _worker(r: Row[Any], now: datetime, down_after_s: float) -> WorkerOut:
+    age = (now - r.last_heartbeat_at).total_seconds()
+    status = r.status if r.status == "stopping" or age <= down_after_s else "down"
+    return WorkerOut(
+        id=r.id, worker_type=r.worker_type, region=r.region,
+        capabilities=list(r.capabilities), boot_id=r.boot_id, queue=r.queue, status=status,
+        liveness=r.liveness, breaker=_breaker(r.breaker), judged_by=r.judged_by,
+        judged_at=r.judged_at, load=WorkerLoad.model_validate(r.load),
+        in_flight=r.in_flight, processed=r.processed, latency_ema_s=r.latency_ema_s,
+        first_seen_at=r.first_seen_at, last_heartbeat_at=r.last_heartbeat_at,
+        heartbeat_age_s=round(age, 3),
+    )
+
+
+async def list_workers(engine: AsyncEngine, down_after_s: float,
+                       worker_id: str | None = None) -> list[WorkerOut]:
+    query = select(workers).order_by(workers.c.id)
+    if worker_id is not None:
+        query = query.where(workers.c.id == worker_id)
     async with engine.connect() as conn:
-        rows = await conn.execute(select(workers).order_by(workers.c.id))
-        out = []
-        for r in rows:
-            age = (now - r.last_heartbeat_at).total_seconds()
-            status = r.status if r.status == "stopping" or age <= down_after_s else "down"
-            out.append(WorkerOut(
-                id=r.id, worker_type=r.worker_type, region=r.region,
-                capabilities=list(r.capabilities), queue=r.queue, status=status,
-                in_flight=r.in_flight, processed=r.processed, latency_ema_s=r.latency_ema_s,
-                first_seen_at=r.first_seen_at, last_heartbeat_at=r.last_heartbeat_at,
-                heartbeat_age_s=round(age, 3),
-            ))
-        return out
+        rows = (await conn.execute(query)).all()
+    now = datetime.now(UTC)
+    return [_worker(r, now, down_after_s) for r in rows]
+
+
+async def get_worker(engine: AsyncEngine, worker_id: str, down_after_s: float
+                     ) -> WorkerOut | None:
+    found = await list_workers(engine, down_after_s, worker_id)
+    return found[0] if found else None
+
+
+async def worker_history(engine: AsyncEngine, worker_id: str, limit: int
+                         ) -> list[WorkerEventOut] | None:
+    """Newest first; None for a worker never seen."""
+    async with engine.connect() as conn:
+        known = (await conn.execute(select(workers.c.id).where(workers.c.id == worker_id))
+                 ).first()
+        if known is None:
+            return None
+        rows = await conn.execute(
+            select(worker_events).where(worker_events.c.worker_id == worker_id)
+            .order_by(worker_events.c.at.desc(), worker_events.c.id.desc()).limit(limit))
+        return [WorkerEventOut.model_validate(r, from_attributes=True) for r in rows]
