@@ -141,7 +141,7 @@ class Fleet:
                 wid, beat.region, frozenset(beat.capabilities), capacity,
                 backlog=max(0, round(backlog)), latency_ema_s=beat.processing_ema_s,
                 held_per_s=held(wid), liveness=state, breaker=breaker.state(now_mono),
-                probe_slots=breaker.probe_slots(now_mono),
+                probe_slots=breaker.probe_slots(now_mono), models=frozenset(beat.models),
             )
         return out
 

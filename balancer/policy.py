@@ -60,6 +60,7 @@ class WorkerView:
     held_per_s: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     liveness: Literal["up", "suspect"] = "up"
     breaker: BreakerState = "closed"
+    models: frozenset[str] = frozenset()  # named models it serves (MODEL_DIR)
     probe_slots: int = 0  # admissions left while half-open
 
     @property
@@ -91,6 +92,7 @@ class BatchRequest:
     current: str | None = None  # the worker holding the camera's tracker
     region_strict: bool = False
     rate_per_s: float = 1.0  # the camera's batch rate, to project utilisation
+    model: str | None = None  # the camera's named model; None: the workers' default
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +148,9 @@ class HybridConfig:
 
 
 def _capable(w: WorkerView, req: BatchRequest, strict: bool) -> bool:
-    return req.capability in w.capabilities and (
-        w.region == req.region or not (strict or req.region_strict))
+    return (req.capability in w.capabilities
+            and (req.model is None or req.model in w.models)
+            and (w.region == req.region or not (strict or req.region_strict)))
 
 
 @dataclass(frozen=True)

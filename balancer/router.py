@@ -84,7 +84,8 @@ class Router:
             current = self.assigned.get(headers.camera_id)
             request = BatchRequest(
                 headers.camera_id, headers.capability, headers.region, headers.priority,
-                time_left_s, current.worker_id if current else None, rate_per_s=rate)
+                time_left_s, current.worker_id if current else None, rate_per_s=rate,
+                model=headers.model)
             decision = self.policy.decide(request, views, now_mono)
             if isinstance(decision, Route):
                 break

@@ -126,6 +126,10 @@ class WorkerHeartbeat(_Frozen):
     gpu_memory_used_bytes: int | None = Field(default=None, ge=0)
     gpu_memory_total_bytes: int | None = Field(default=None, ge=0)
     gpu_utilisation_percent: float | None = Field(default=None, ge=0)
+    models: tuple[str, ...] = Field(
+        default=(), description="model names a camera may ask for (its 'model'); every worker "
+        "of the capability serves cameras that name none")
+    max_batch: int | None = Field(default=None, ge=1, description="frames per model run")
 
 
 WorkerEventKind = Literal["worker.up", "worker.suspect", "worker.down", "breaker.open",

@@ -170,6 +170,8 @@ class WorkerLoad(BaseModel):
     gpu_memory_total_bytes: int | None = None
     gpu_utilisation_percent: float | None = None
     heartbeat_interval_s: float | None = None
+    models: list[str] = Field(default_factory=list, description="named models it serves")
+    max_batch: int | None = Field(default=None, description="frames per model run")
 
 
 class BreakerProbes(BaseModel):

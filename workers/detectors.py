@@ -56,6 +56,22 @@ class Detectors:
         path = self._model_file(model)
         return self._models.get(model, lambda: self._load(path))
 
+    def served_models(self) -> tuple[str, ...]:
+        """Model names cameras may ask for: MODEL_DIR's models (read each time, so a model
+        dropped in is advertised with the next heartbeat)."""
+        directory = self.settings.model_dir
+        if self.settings.detector == "motion" or directory is None or not directory.is_dir():
+            return ()
+        suffixes = SUFFIXES[self.settings.detector]
+        return tuple(sorted({p.stem for p in directory.iterdir()
+                             if p.suffix in suffixes and p.is_file()}))
+
+    @property
+    def max_batch(self) -> int | None:
+        """Frames per run of the default model; None for motion or before load()."""
+        found = getattr(self._shared, "max_batch", None)
+        return found if isinstance(found, int) else None
+
     def forget(self, camera_id: str) -> None:
         self._per_camera.pop(camera_id, None)
 

@@ -157,6 +157,11 @@ class OnnxDetector:
         return self._input_w, self._input_h
 
     @property
+    def max_batch(self) -> int:
+        """Frames per session.run: the model's static batch, or max_batch where dynamic."""
+        return self._chunk
+
+    @property
     def fixed_batch(self) -> int | None:
         """The model's static batch size, or None where the batch dimension is dynamic."""
         return self._fixed_batch

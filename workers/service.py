@@ -197,6 +197,7 @@ class Worker:
             gpu_memory_used_bytes=vitals.gpu_memory_used_bytes,
             gpu_memory_total_bytes=vitals.gpu_memory_total_bytes,
             gpu_utilisation_percent=vitals.gpu_utilisation_percent,
+            models=self.detectors.served_models(), max_batch=self.detectors.max_batch,
         )
 
     async def _handle(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> Applied:

@@ -28,6 +28,8 @@ def test_cameras_get_their_model_by_name_or_the_default(shared_data: Path) -> No
     yolox = detectors.for_camera("b", "yolox_nano")
     assert isinstance(yolox, OnnxDetector) and yolox.family is ModelFamily.YOLOX
     assert detectors.for_camera("c", "yolox_nano") is yolox  # loaded once, shared
+    assert {"yolov8n_int8", "yolox_nano"} <= set(detectors.served_models())  # advertised
+    assert detectors.max_batch == 1  # both shared models have a static batch of one
     frame = np.zeros((360, 640, 3), np.uint8)
     assert detectors.detect("b", "yolox_nano", [frame, frame]) == [[], []]
     with pytest.raises(MessageError, match="unknown model 'nope'"):

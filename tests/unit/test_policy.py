@@ -205,3 +205,14 @@ def test_hybrid_invariants(workers: list[WorkerView], priority: Priority, curren
             assert priority <= NORMAL and chosen.probe_slots > 0
         if decision.worker_id != request.current:
             assert chosen.liveness == "up"  # suspects get no new cameras
+
+
+@pytest.mark.parametrize("policy", ["hybrid", "round_robin", "least_loaded"])
+def test_a_camera_naming_a_model_goes_only_to_workers_that_serve_it(policy: str) -> None:
+    workers = pool(view("plain"), view("yolo", util=0.9, models=frozenset({"yolox_nano"})))
+    named = replace(req(), model="yolox_nano")
+    decide = make_policy(policy).decide  # type: ignore[arg-type]
+    assert decide(named, workers, 0.0) == Route("yolo", "placed")
+    assert decide(replace(req(), model="other"), workers, 0.0) == Delay(0.25, "no_worker")
+    # a camera naming none is served by any worker of its capability
+    assert isinstance(decide(req(), workers, 0.0), Route)
