@@ -111,7 +111,13 @@ async function loadWorkers() {
   body.replaceChildren();
   for (const w of workers) {
     const row = document.createElement("tr");
+    // status: the registry's view from heartbeat age; liveness and breaker: the balancer's
+    // verdicts (absent until a balancer has judged the worker).
+    const liveness = w.liveness || "—";
+    const breaker = w.breaker ? w.breaker.state.replace("_", "-") : "—";
     row.append(cell(w.id), cell(w.status, "status-" + w.status), cell(w.worker_type),
+               cell(liveness, "status-" + liveness), cell(breaker, "breaker-" + breaker),
+               cell(String(w.load ? w.load.queue_depth : 0)),
                cell(String(w.in_flight)), cell(String(w.processed)),
                cell((w.latency_ema_s * 1000).toFixed(0) + " ms"),
                cell(w.heartbeat_age_s.toFixed(1) + " s"));

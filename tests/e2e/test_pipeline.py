@@ -157,6 +157,9 @@ async def _dashboard_shows(api: str, truth: dict[str, int], line_id: int) -> Non
             for direction, count in expected.items():
                 cell = row.locator(f'td[data-direction="{direction}"]')
                 await cell.filter(has_text=str(count)).wait_for(timeout=10_000)
+            # The worker pool as the balancer judges it: alive, breaker closed.
+            worker = page.locator("#workers tbody tr").filter(has_text="up")
+            await worker.locator("td.breaker-closed").wait_for(timeout=10_000)
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "e2e-dashboard.png"))
         finally:
