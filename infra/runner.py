@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
@@ -32,8 +32,16 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int
     return 0
 
 
-async def cancel_and_wait(task: asyncio.Task[None]) -> None:
-    """Stop a helper task of ours and wait until it has unwound."""
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Stop a helper task of ours and wait until it has unwound.
+
+    The helper's CancelledError is expected and swallowed; one aimed at the caller (cancelled
+    while it waits here) is passed on. Swallowing that too once kept an ingest camera
+    reconnecting after SIGTERM, until the supervisor's SIGKILL."""
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise

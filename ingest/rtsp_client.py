@@ -31,6 +31,7 @@ from aiortsp.rtsp.session import RTSPMediaSession
 from aiortsp.transport import TCPTransport, UDPTransport
 
 from contracts.secrets import mask_credentials
+from infra.runner import cancel_and_wait
 from ingest.h264_depacketizer import parse_sprop_parameter_sets
 
 RtspFailure = Literal[
@@ -276,9 +277,7 @@ async def open_stream(
         yield RtspStream(url, media, rtp.reception)
     finally:
         if supervisor is not None:
-            supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
+            await cancel_and_wait(supervisor)
         await _close(connection, rtp, session, timeout_s)
 
 
