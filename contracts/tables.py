@@ -197,6 +197,19 @@ zone_buckets = Table(
     Index("ix_zone_buckets_camera_time", "camera_id", "bucket_start"),
 )
 
+# Written only when the broker redelivers a batch (a worker died or drained holding it): a
+# crash-looping batch has no delivery count on a classic queue, so the workers keep one here.
+batch_redeliveries = Table(
+    "batch_redeliveries",
+    metadata,
+    Column("camera_id", Text, primary_key=True),
+    Column("stream_epoch", BigInteger, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("deliveries", Integer, nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_batch_redeliveries_last_at", "last_at"),
+)
+
 coverage_gaps = Table(
     "coverage_gaps",
     metadata,

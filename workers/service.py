@@ -33,6 +33,7 @@ from workers.detection import Detection
 from workers.detectors import Detectors
 from workers.frames import DecodedBatch, decode_frames
 from workers.heartbeat import Outcomes, Vitals, VitalsSample, beat_forever, capacity_per_s
+from workers.redeliveries import count_redelivery
 from workers.reorder import ReorderWindow
 from workers.repository import CachedState, Outcome, apply_batch
 from workers.retry import AttemptLog, GiveUp, HandBack, Retry, attempts_header
@@ -154,14 +155,22 @@ class Worker:
             await asyncio.gather(*self._prepared.values(), return_exceptions=True)
             self._prepared.clear()
 
-    def _start_preparing(self, message: AbstractIncomingMessage) -> asyncio.Task[Prepared]:
-        task = asyncio.create_task(self._prepare(message))
-        if message.delivery_tag is not None:
-            self._prepared[message.delivery_tag] = task
-        return task
+    def _start_preparing(self, message: AbstractIncomingMessage) -> None:
+        if message.redelivered or message.delivery_tag is None:
+            # Its last holder died or gave it back: it is prepared in its turn, alone, so a
+            # batch that crashes workers is counted (workers/redeliveries.py) without the
+            # batches that happened to be in flight beside it.
+            return
+        self._prepared[message.delivery_tag] = asyncio.create_task(self._prepare(message))
 
     async def _prepare(self, message: AbstractIncomingMessage) -> Prepared:
         headers = BatchHeaders.from_amqp(message.headers)
+        if message.redelivered:
+            # Before any work on it: a poison batch may crash this process too.
+            deliveries = await count_redelivery(self.engine, headers)
+            if deliveries >= self.settings.max_redeliveries:
+                raise MessageError(f"batch redelivered {deliveries} times: its holders died "
+                                   "or gave it back each time (a poison batch?)")
         frames = decode_batch(message.body)
         if time.time() > headers.deadline_at:
             return Prepared(None, None)  # not worth detecting: it becomes a 'stale' gap

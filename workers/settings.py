@@ -65,6 +65,11 @@ class WorkerSettings(CommonSettings):
     confidence: float = Field(default=0.3, gt=0, lt=1)
     detect_classes: str = Field(default="", description="comma-separated; empty = all classes")
     model_cache_size: int = Field(default=2, ge=1)
+    max_redeliveries: int = Field(
+        default=5, ge=1, le=1000,
+        description="a batch the broker redelivered this often (its holders died or gave it "
+        "back) is dead-lettered as a likely poison batch (workers/redeliveries.py)",
+    )
     fault_injection: str = Field(
         default="",
         description="tests only: 'before_commit@SEQ' or 'after_commit@SEQ' makes this process "

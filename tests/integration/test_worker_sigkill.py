@@ -126,3 +126,59 @@ async def test_sigkill_before_and_after_commit_counts_like_a_fault_free_run(
             assert await events(engine, "campus-kill") == await events(engine, "campus-ref")
     finally:
         processes.stop(children)
+
+
+async def test_a_batch_that_kills_every_worker_is_dead_lettered_and_the_rest_counted(
+    isolated: Isolated, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """A poison batch (here: SIGKILL before its commit, every time) comes back after each
+    crash; past MAX_REDELIVERIES it is dead-lettered as a gap, while the batches redelivered
+    beside it are counted once each and never blamed."""
+    from contracts.tables import batch_redeliveries, coverage_gaps
+    from simulator.scenes import SyntheticScene
+    from tests.support import scene_batches
+
+    await seed_camera(engine, "cam-poison", worker_id="w-poison")
+    batches = scene_batches(SyntheticScene(seed=5, crossings=2, warmup_s=1.0),
+                            camera_id="cam-poison")
+    poison, last = 3, len(batches) - 1
+    env = {**isolated.env(), "WORKER_ID": "w-poison", "FAULT_INJECTION": f"before_commit@{poison}",
+           "MAX_REDELIVERIES": "3", "PREFETCH_COUNT": "4", "RETRY_DELAY_S": "0.1"}
+    connection = await amqp.connect(isolated.rabbitmq_url, "test")
+    children: list[processes.Child] = []
+    try:
+        async with connection:
+            channel = await connection.channel()
+            await amqp.declare_frames_topology(channel)
+            await amqp.declare_queue(channel, broker.worker_queue("w-poison"))
+            for headers, body in batches:
+                await publish(channel, broker.worker_queue_name("w-poison"), headers, body)
+            deaths = 0
+            while deaths < 10:
+                children.append(processes.spawn(f"w-poison-{deaths}",
+                                                processes.role_argv("worker"), env,
+                                                tmp_path / f"w-poison-{deaths}.log"))
+
+                async def state(child: processes.Child = children[-1]) -> tuple[
+                        int | None, tuple[int, dict[str, int]] | None]:
+                    return child.proc.poll(), await progress(engine, "cam-poison")
+
+                done = await eventually(
+                    state, lambda r: r[0] is not None or (r[1] is not None and r[1][0] == last),
+                    timeout_s=60)
+                if done[0] is None:
+                    break  # alive, and the camera is done
+                deaths += 1
+            # The first delivery and two redeliveries crashed it; the third is dead-lettered.
+            assert deaths == 3
+            async with engine.connect() as conn:
+                gaps = {(g.seq_from, g.seq_to, g.reason) for g in await conn.execute(
+                    select(coverage_gaps).where(coverage_gaps.c.camera_id == "cam-poison"))}
+                counts = {int(r.seq): int(r.deliveries) for r in await conn.execute(
+                    select(batch_redeliveries).where(
+                        batch_redeliveries.c.camera_id == "cam-poison"))}
+            assert gaps == {(poison, poison, "dead_lettered")}
+            assert counts[poison] == 3
+            assert all(n == 1 for seq, n in counts.items() if seq != poison), counts
+    finally:
+        processes.stop(children)
