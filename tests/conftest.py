@@ -18,8 +18,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
+from aio_pika.abc import AbstractChannel
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from camcount import services
+from infra import amqp
+from infra.db import create_engine
 from migrations import upgrade
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -123,3 +127,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"test footage not present at {SHARED_DATA} (see ../shared/data/README.md)")
     return SHARED_DATA
+
+
+@pytest.fixture
+async def engine(isolated: Isolated) -> AsyncIterator[AsyncEngine]:
+    """An engine on the test's own database."""
+    engine = create_engine(isolated.database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def channel(isolated: Isolated) -> AsyncIterator[AbstractChannel]:
+    """A channel on the test's own vhost, with the frames topology declared."""
+    connection = await amqp.connect(isolated.rabbitmq_url, "test")
+    async with connection:
+        chan = await connection.channel()
+        await amqp.declare_frames_topology(chan)
+        yield chan

@@ -16,7 +16,7 @@ import re
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,6 @@ from contracts.ids import BatchId
 from contracts.messages import BatchHeaders
 from contracts.tables import assignments, coverage_gaps, crossing_events, outbox
 from infra import amqp
-from infra.db import create_engine
 from simulator.scenes import SyntheticScene
 from tests.conftest import Isolated
 from tests.integration.test_worker_sigkill import by_direction, clip_batches
@@ -131,22 +130,6 @@ def fleet(isolated: Isolated, tmp_path: Path) -> Iterator[Fleet]:
         for log in sorted(tmp_path.glob("*.log")):
             text = log.read_text(errors="replace")
             print(f"----- {log.name} -----\n{text[-3000:]}")
-
-
-@pytest.fixture
-async def engine(isolated: Isolated) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(isolated.database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def channel(isolated: Isolated) -> AsyncIterator[AbstractChannel]:
-    connection = await amqp.connect(isolated.rabbitmq_url, "test")
-    async with connection:
-        chan = await connection.channel()
-        await amqp.declare_frames_topology(chan)
-        yield chan
 
 
 Batches = list[tuple[BatchHeaders, bytes]]

@@ -16,7 +16,6 @@ from contracts import broker
 from contracts.batch import EncodedFrame, decode_batch, encode_batch
 from contracts.tables import count_buckets, coverage_gaps, crossing_events, zone_buckets
 from infra import amqp
-from infra.db import create_engine
 from simulator.scenes import SyntheticScene
 from tests.conftest import Isolated
 from tests.support import eventually, progress, publish, scene_batches, seed_camera, truth_totals
@@ -41,13 +40,6 @@ async def running_worker(iso: Isolated, **overrides: object) -> AsyncIterator[Wo
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-
-
-@pytest.fixture
-async def engine(isolated: Isolated) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(isolated.database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def effects(engine: AsyncEngine, camera_id: str) -> tuple[int, int]:

@@ -27,7 +27,6 @@ from contracts import broker
 from contracts.messages import BatchHeaders
 from contracts.tables import count_buckets, coverage_gaps, crossing_events
 from infra import amqp
-from infra.db import create_engine
 from simulator.scenes import SyntheticScene
 from tests.conftest import Isolated
 from tests.support import eventually, progress, publish, scene_batches, seed_camera
@@ -185,13 +184,6 @@ async def test_pool_starts_restarts_scales_and_reaps(isolated: Isolated, tmp_pat
     untagged = [line for line in log.splitlines()
                 if line and "[pool:tp]" not in line and "[tp-" not in line]
     assert untagged == []
-
-
-@pytest.fixture
-async def engine(isolated: Isolated) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(isolated.database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def test_sigterm_drains_in_flight_batches_without_losing_one(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import av
@@ -23,7 +22,6 @@ from contracts.batch import EncodedFrame, encode_batch
 from contracts.messages import BatchHeaders
 from contracts.tables import crossing_events
 from infra import amqp
-from infra.db import create_engine
 from ingest.jpeg import encode_jpeg
 from tests.conftest import Isolated
 from tests.support import eventually, progress, publish, seed_camera
@@ -50,13 +48,6 @@ def clip_batches(
             assignment_epoch=1,
         ), encode_batch(chunk)))
     return out
-
-
-@pytest.fixture
-async def engine(isolated: Isolated) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(isolated.database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def events(engine: AsyncEngine, camera_id: str) -> int:

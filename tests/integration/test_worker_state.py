@@ -31,7 +31,6 @@ from contracts import broker
 from contracts.messages import WorkerHeartbeat
 from contracts.tables import worker_events
 from infra import amqp
-from infra.db import create_engine
 from tests.conftest import Isolated
 from tests.integration.test_failover import BEAT_S, DOWN_BUDGET_S, free_port
 from tests.integration.test_failover import Fleet as Procs
@@ -78,22 +77,6 @@ def stack(isolated: Isolated, tmp_path: Path) -> Iterator[Stack]:
         processes.stop(list(procs.children.values()))
         for log in sorted(tmp_path.glob("*.log")):
             print(f"----- {log.name} -----\n{log.read_text(errors='replace')[-3000:]}")
-
-
-@pytest.fixture
-async def engine(isolated: Isolated) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(isolated.database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def channel(isolated: Isolated) -> AsyncIterator[AbstractChannel]:
-    connection = await amqp.connect(isolated.rabbitmq_url, "test")
-    async with connection:
-        chan = await connection.channel()
-        await amqp.declare_frames_topology(chan)
-        yield chan
 
 
 class FakeWorker:
