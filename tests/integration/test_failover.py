@@ -11,125 +11,30 @@ the last must be applied or inside a gap (nothing missing silently).
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import socket
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import aio_pika
-import httpx
 import pytest
 from aio_pika.abc import AbstractChannel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from camcount import processes
 from contracts import broker
-from contracts.ids import BatchId
 from contracts.messages import BatchHeaders
-from contracts.tables import assignments, coverage_gaps, crossing_events, outbox
-from infra import amqp
+from contracts.tables import assignments, crossing_events
 from simulator.scenes import SyntheticScene
-from tests.conftest import Isolated
+from tests.integration.roles import (
+    DOWN_BUDGET_S,
+    Fleet,
+    ledger,
+)
 from tests.integration.test_worker_sigkill import by_direction, clip_batches
 from tests.support import eventually, progress, publish, scene_batches, seed_camera
 
 pytestmark = pytest.mark.slow
 
-BEAT_S, PAUSE_S = 0.2, 1.0
-# phi with 0.2 s beats, a 1 s acceptable pause and 0.1 s minimum deviation says down ~1.7 s
-# into a silence; a busy two-core test machine gets another 1.3 s.
-DOWN_BUDGET_S = BEAT_S + PAUSE_S + 1.6
-BALANCER_ENV = {
-    "HEARTBEAT_INTERVAL_S": str(BEAT_S), "HEARTBEAT_ACCEPTABLE_PAUSE_S": str(PAUSE_S),
-    "LIVENESS_POLL_S": "0.05", "DEAD_QUEUE_RECHECK_S": "0.5", "LOG_LEVEL": "INFO",
-}
-WORKER_ENV = {"HEARTBEAT_INTERVAL_S": str(BEAT_S), "RETRY_DELAY_S": "0.05",
-              "LOG_LEVEL": "INFO"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Fleet:
-    """Role processes of one test, each with its log and ops port."""
-
-    isolated: Isolated
-    logs: Path
-    children: dict[str, processes.Child] = field(default_factory=dict)
-    ports: dict[str, int] = field(default_factory=dict)
-
-    def start(self, name: str, role: str, env: dict[str, str]) -> processes.Child:
-        self.ports[name] = free_port()
-        full = {**self.isolated.env(), **env, "OPS_PORT": str(self.ports[name])}
-        child = processes.spawn(name, processes.role_argv(role), full, self.logs / f"{name}.log")
-        self.children[name] = child
-        return child
-
-    def worker(self, worker_id: str, **env: str) -> processes.Child:
-        return self.start(worker_id, "worker", {**WORKER_ENV, "WORKER_ID": worker_id, **env})
-
-    def balancer(self, balancer_id: str = "b1", **env: str) -> processes.Child:
-        return self.start(balancer_id, "balancer",
-                          {**BALANCER_ENV, "BALANCER_ID": balancer_id, **env})
-
-    async def get(self, name: str, path: str) -> httpx.Response | None:
-        try:
-            async with httpx.AsyncClient(timeout=2) as http:
-                return await http.get(f"http://127.0.0.1:{self.ports[name]}{path}")
-        except httpx.HTTPError:
-            return None
-
-    async def health(self, name: str) -> dict[str, Any]:
-        response = await self.get(name, "/health")
-        return response.json() if response is not None else {}
-
-    async def metric(self, name: str, metric: str, **labels: str) -> float:
-        """Sum of a Prometheus metric's samples whose labels include `labels`."""
-        response = await self.get(name, "/metrics")
-        total = 0.0
-        for line in (response.text if response is not None else "").splitlines():
-            match = re.fullmatch(rf"{metric}(?:\{{(.*)\}})? (\S+)", line)
-            if match is None:
-                continue
-            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(match.group(2))
-        return total
-
-    async def live_workers(self, balancer: str) -> set[str]:
-        return set((await self.health(balancer)).get("live_workers", []))
-
-    async def wait_live(self, balancer: str, workers: set[str], timeout_s: float = 60) -> None:
-        await eventually(lambda: self.live_workers(balancer), lambda live: workers <= live,
-                         timeout_s=timeout_s, interval_s=0.1)
-
-    def signal(self, name: str, sig: signal.Signals) -> None:
-        os.kill(self.children[name].proc.pid, sig)
-
-
-@pytest.fixture
-def fleet(isolated: Isolated, tmp_path: Path) -> Iterator[Fleet]:
-    procs = Fleet(isolated, tmp_path)
-    try:
-        yield procs
-    finally:
-        for child in procs.children.values():  # a stopped process cannot drain
-            if child.alive:
-                os.kill(child.proc.pid, signal.SIGCONT)
-        processes.stop(list(procs.children.values()))
-        for log in sorted(tmp_path.glob("*.log")):
-            text = log.read_text(errors="replace")
-            print(f"----- {log.name} -----\n{text[-3000:]}")
 
 
 Batches = list[tuple[BatchHeaders, bytes]]
@@ -150,27 +55,6 @@ async def send(channel: AbstractChannel, streams: Sequence[Batches], interval_s:
                 await publish(channel, broker.FRAMES_INGRESS, *stream[i])
         await asyncio.sleep(interval_s)
 
-
-@dataclass(frozen=True)
-class Ledger:
-    applied: list[int]  # sequence numbers in commit order
-    gaps: dict[int, str]  # sequence number -> reason
-
-    def check(self, last_seq: int) -> None:
-        assert self.applied == sorted(set(self.applied)), f"out of order or twice: {self.applied}"
-        missing = set(range(last_seq + 1)) - set(self.applied) - set(self.gaps)
-        assert not missing, f"neither counted nor a gap: {sorted(missing)}"
-
-
-async def ledger(engine: AsyncEngine, camera_id: str) -> Ledger:
-    async with engine.connect() as conn:
-        rows = await conn.execute(select(outbox.c.payload).where(outbox.c.camera_id == camera_id)
-                                  .order_by(outbox.c.id))
-        applied = [BatchId.parse(r.payload["batch_id"]).seq for r in rows]
-        spans = await conn.execute(select(coverage_gaps).where(
-            coverage_gaps.c.camera_id == camera_id))
-        gaps = {seq: g.reason for g in spans for seq in range(g.seq_from, g.seq_to + 1)}
-    return Ledger(applied, gaps)
 
 
 async def finished(engine: AsyncEngine, camera_id: str, last_seq: int,
@@ -364,71 +248,3 @@ async def test_two_balancers_keep_each_camera_in_order_and_the_standby_takes_ove
         assert books.applied == list(range(len(stream))), camera
     assert (await fleet.health("b2"))["active"]
     assert await fleet.metric("b2", "camcount_balancer_routed_total") > 0
-
-
-async def test_under_overload_low_and_normal_are_shed_as_gaps_and_high_and_critical_routed(
-    fleet: Fleet, engine: AsyncEngine, channel: AbstractChannel,
-) -> None:
-    """The only worker says it is far behind (a deep queue at one batch a second): the hybrid
-    policy sheds what cannot make its deadline, lowest priorities first, and records each shed
-    batch as a 'shed' gap; high and critical batches are never shed."""
-    from contracts.broker import Priority
-    from contracts.messages import WorkerHeartbeat
-
-    worker = "w-behind"
-    spec = broker.worker_queue(worker)
-    await amqp.declare_queue(channel, spec)
-    beats = await channel.get_exchange(broker.HEARTBEATS)
-    stop = asyncio.Event()
-
-    async def beat() -> None:  # a worker that is alive but does not consume: its queue fills
-        while not stop.is_set():
-            await beats.publish(aio_pika.Message(WorkerHeartbeat(
-                worker_id=worker, boot_id="b1", queue=spec.name, sent_at=time.time(),
-                capacity_per_s=1.0, queue_depth=60, heartbeat_interval_s=BEAT_S,
-            ).model_dump_json().encode()), routing_key="")
-            await asyncio.sleep(BEAT_S)
-
-    beating = asyncio.create_task(beat())
-    try:
-        fleet.balancer()
-        await fleet.wait_live("b1", {worker})
-        per_priority = 4
-        now = time.time()
-        for priority in Priority:
-            camera = f"cam-{priority.name.lower()}"
-            await seed_camera(engine, camera)
-            for seq in range(per_priority):
-                headers = BatchHeaders(camera_id=camera, stream_epoch=1, seq=seq,
-                                       priority=priority, captured_at=now, deadline_at=now + 10,
-                                       frame_count=0)
-                await publish(channel, broker.FRAMES_INGRESS, headers, b"")
-        high_and_critical = 2 * per_priority
-
-        queue = await amqp.declare_queue(channel, spec)
-        got: list[BatchHeaders] = []
-
-        async def routed() -> int:  # take what reached the worker's queue
-            while (message := await queue.get(no_ack=True, fail=False)) is not None:
-                got.append(BatchHeaders.from_amqp(message.headers))
-            return len(got)
-
-        await eventually(routed, lambda n: n >= high_and_critical, timeout_s=30)
-        for priority in (Priority.LOW, Priority.NORMAL):
-            camera = f"cam-{priority.name.lower()}"
-
-            async def look(camera: str = camera) -> Ledger:
-                return await ledger(engine, camera)
-
-            shed = await eventually(look, lambda led: len(led.gaps) == per_priority,
-                                    timeout_s=30)
-            assert set(shed.gaps.values()) == {"shed"} and not shed.applied
-        for priority in (Priority.HIGH, Priority.CRITICAL):
-            assert not (await ledger(engine, f"cam-{priority.name.lower()}")).gaps
-        await asyncio.sleep(0.5)
-        assert await routed() == high_and_critical
-        assert {h.priority for h in got} == {Priority.HIGH, Priority.CRITICAL}
-        assert await fleet.metric("b1", "camcount_balancer_shed_total") == 2 * per_priority
-    finally:
-        stop.set()
-        await beating

@@ -32,8 +32,8 @@ from contracts.messages import WorkerHeartbeat
 from contracts.tables import worker_events
 from infra import amqp
 from tests.conftest import Isolated
-from tests.integration.test_failover import BEAT_S, DOWN_BUDGET_S, free_port
-from tests.integration.test_failover import Fleet as Procs
+from tests.integration.roles import BEAT_S, DOWN_BUDGET_S, free_port
+from tests.integration.roles import Fleet as Procs
 from tests.support import eventually
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,29 @@
+"""Fixtures of the integration tests that run roles as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from camcount import processes
+from tests.conftest import Isolated
+from tests.integration.roles import Fleet
+
+
+@pytest.fixture
+def fleet(isolated: Isolated, tmp_path: Path) -> Iterator[Fleet]:
+    procs = Fleet(isolated, tmp_path)
+    try:
+        yield procs
+    finally:
+        for child in procs.children.values():  # a stopped process cannot drain
+            if child.alive:
+                os.kill(child.proc.pid, signal.SIGCONT)
+        processes.stop(list(procs.children.values()))
+        for log in sorted(tmp_path.glob("*.log")):
+            text = log.read_text(errors="replace")
+            print(f"----- {log.name} -----\n{text[-3000:]}")
