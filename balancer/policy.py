@@ -17,21 +17,17 @@ The hybrid policy, in order:
 
 `round_robin` and `least_loaded` are the textbook baselines (per batch, no affinity, no
 shedding, liveness and capability only), kept for the simulation's comparison.
-`choose_worker` is the first policy (affinity, then fewest cameras); the service no longer uses
-it (BALANCER_POLICY picks one of the three above), it stays for its table tests.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from balancer.breaker import BreakerState
 from contracts.broker import Priority
-from contracts.messages import WorkerHeartbeat
 
 PolicyName = Literal["hybrid", "round_robin", "least_loaded"]
 POLICY_NAMES: tuple[PolicyName, ...] = ("hybrid", "round_robin", "least_loaded")
@@ -354,27 +350,3 @@ def make_policy(name: PolicyName, config: HybridConfig | None = None) -> Policy:
         return LeastLoadedPolicy()
     raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")
 
-
-def choose_worker(
-    camera_id: str,
-    capability: str,
-    region: str,
-    current: Assignment | None,
-    live: Mapping[str, WorkerHeartbeat],
-    assigned: Mapping[str, Assignment],
-    suspect: Collection[str] = (),
-) -> str | None:
-    """The first policy: affinity while the holder is live and capable (suspect included),
-    else the capable non-suspect worker in the camera's region with the fewest cameras, then
-    the least in-flight work, then the id for determinism; other regions only if none local."""
-    capable = {w: b for w, b in live.items() if capability in b.capabilities}
-    if current is not None and current.worker_id in capable:
-        return current.worker_id
-    fresh = {w: b for w, b in capable.items() if w not in suspect}
-    if not fresh:
-        return None
-    load = Counter(a.worker_id for cam, a in assigned.items() if cam != camera_id)
-    return min(
-        fresh,
-        key=lambda w: (fresh[w].region != region, load[w], fresh[w].in_flight, w),
-    )

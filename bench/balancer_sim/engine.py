@@ -217,7 +217,7 @@ class Simulation:
             self.views.pop(wid, None)
             return
         breaker = self.breakers[wid]
-        capacity = max(beat.capacity_fps, 1e-6)
+        capacity = max(beat.capacity_per_s, 1e-6)
         self.views[wid] = WorkerView(
             wid, beat.region, frozenset(beat.capabilities), capacity,
             backlog=self._backlog(wid, capacity),
@@ -344,7 +344,7 @@ class Simulation:
             worker_id=spec.worker_id, boot_id=f"{spec.worker_id}-{boot}", region=spec.region,
             capabilities=tuple(sorted(spec.capabilities)), queue=spec.worker_id,
             in_flight=len(w.queue) + (w.busy is not None), latency_ema_s=w.service_ema_s,
-            capacity_fps=1 / w.service_ema_s, sent_at=1.0 + self.now))
+            capacity_per_s=1 / w.service_ema_s, sent_at=1.0 + self.now))
 
     def _fault(self, payload: object) -> None:
         assert isinstance(payload, Fault)
