@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -82,10 +83,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _metric(text: str, name: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    """The first sample of `name` whose labels include `labels`, from /metrics text."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
     return None
 
 
@@ -96,9 +99,8 @@ def _stage_sums(text: str) -> dict[str, tuple[float, float]]:
     """stage -> (seconds, batches) so far, from camcount_worker_stage_seconds."""
     out = {}
     for stage in STAGES:
-        label = f'{{stage="{stage}"}}'
-        total = _metric(text, f"camcount_worker_stage_seconds_sum{label}")
-        count = _metric(text, f"camcount_worker_stage_seconds_count{label}")
+        total = _metric(text, "camcount_worker_stage_seconds_sum", stage=stage)
+        count = _metric(text, "camcount_worker_stage_seconds_count", stage=stage)
         if total is not None and count is not None:
             out[stage] = (total, count)
     return out

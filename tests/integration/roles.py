@@ -5,7 +5,6 @@ applied in order, once, or inside a recorded gap."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -77,15 +77,11 @@ class Fleet:
     async def metric(self, name: str, metric: str, **labels: str) -> float:
         """Sum of a Prometheus metric's samples whose labels include `labels`."""
         response = await self.get(name, "/metrics")
-        total = 0.0
-        for line in (response.text if response is not None else "").splitlines():
-            match = re.fullmatch(rf"{metric}(?:\{{(.*)\}})? (\S+)", line)
-            if match is None:
-                continue
-            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(match.group(2))
-        return total
+        return sum(sample.value
+                   for family in text_string_to_metric_families(
+                       response.text if response is not None else "")
+                   for sample in family.samples
+                   if sample.name == metric and labels.items() <= sample.labels.items())
 
     async def live_workers(self, balancer: str) -> set[str]:
         return set((await self.health(balancer)).get("live_workers", []))
