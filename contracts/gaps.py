@@ -11,7 +11,8 @@ GapReason = Literal[
     "no_worker",  # no live, capable worker before the deadline
     "out_of_order",  # arrived after its stream was superseded
     "dead_lettered",  # the message could not be understood
-    "dropped",  # ingest dropped frames (backpressure)
+    "dropped",  # ingest dropped frames (backpressure: broker blocked, buffer full)
+    "camera_down",  # ingest had no usable frames (stalled, frozen, unreachable, unassigned)
     "shed",  # the balancer shed it under overload (never a high or critical batch)
     "failover",  # its worker died and the batch was past its deadline when drained
 ]

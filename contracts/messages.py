@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from contracts.broker import Priority
+from contracts.camera_status import CameraStatus
 from contracts.ids import BatchId, check_slug
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -149,6 +150,20 @@ class WorkerEventMessage(_Frozen):
     at: float = Field(description="the judging balancer's clock")
     details: dict[str, str | int | float | None] = Field(default_factory=dict)
     judged_by: str
+
+
+class CameraStatusMessage(_Frozen):
+    """Published by the ingest node holding a camera on `registry.events`, routing key
+    `camera.<status>`, for each status change it records in `camera_events` (row id `id`)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: int
+    camera_id: str
+    status: CameraStatus
+    previous: CameraStatus | None
+    reason: str = Field(description="why, in words; credentials never appear")
+    since: float = Field(description="when the camera entered this status")
+    node_id: str
 
 
 class CountKey(_Frozen):

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from contracts.camera_status import CAMERA_STATUSES
 from contracts.messages import WorkerEventKind
 
 metadata = MetaData()
@@ -216,8 +217,9 @@ coverage_gaps = Table(
     Column("id", BigInteger, Identity(), primary_key=True),
     Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
     Column("stream_epoch", BigInteger, nullable=False),
-    Column("seq_from", BigInteger, nullable=False),
-    Column("seq_to", BigInteger, nullable=False),
+    # Null for a span of time with no batches at all (ingest: camera down, frames dropped).
+    Column("seq_from", BigInteger, nullable=True),
+    Column("seq_to", BigInteger, nullable=True),
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Column("reason", Text, nullable=False, comment="stale | shed | dead_lettered | missing | ..."),
@@ -238,4 +240,60 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True), nullable=True),
     Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+)
+
+
+# --- ingest: nodes, camera leases, camera status (migration 0007) ---
+
+ingest_nodes = Table(
+    "ingest_nodes",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("boot_id", Text, nullable=False, comment="changes when the process restarts"),
+    Column("capacity", Integer, nullable=False, comment="most cameras this node will pull"),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False,
+           comment="alive until then (database clock); renewed with its leases"),
+    Column("draining", Boolean, nullable=False, server_default=text("false")),
+)
+
+camera_leases = Table(
+    "camera_leases",
+    metadata,
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True),
+    Column("node_id", Text, nullable=False),
+    Column("token", BigInteger, nullable=False,
+           comment="fencing token: rises on every acquisition, never reused for a camera"),
+    Column("acquired_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False, comment="database clock"),
+    Index("ix_camera_leases_node", "node_id"),
+)
+
+camera_status = Table(
+    "camera_status",
+    metadata,
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("node_id", Text, nullable=True, comment="the ingest node that judged it"),
+    Column("last_frame_at", DateTime(timezone=True), nullable=True),
+    Column("stats", JSONB, nullable=False, server_default=text("'{}'::jsonb"),
+           comment="fps, decoded, sampled, dropped, reconnects (ingest's counters)"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(f"status IN ({', '.join(repr(s) for s in CAMERA_STATUSES)})",
+                    name="ck_camera_status_status"),
+)
+
+camera_events = Table(
+    "camera_events",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("camera_id", Text, nullable=False, comment="kept after the camera is deleted"),
+    Column("status", Text, nullable=False),
+    Column("previous", Text, nullable=True),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("node_id", Text, nullable=True),
+    Index("ix_camera_events_camera_at", "camera_id", "at"),
 )

@@ -33,19 +33,9 @@ from aiortsp.transport import TCPTransport, UDPTransport
 from contracts.secrets import mask_credentials
 from infra.runner import cancel_and_wait
 from ingest.h264_depacketizer import parse_sprop_parameter_sets
+from ingest.source import SourceError, SourceFailure
 
-RtspFailure = Literal[
-    "auth_failed",  # 401/403, or credentials refused
-    "not_found",  # 404: no such stream
-    "unsupported_transport",  # 461: e.g. UDP asked of a TCP-only server
-    "unsupported_codec",  # the stream is not one the caller accepts
-    "refused",  # TCP connection refused
-    "unreachable",  # DNS failure, no route
-    "timeout",  # connect, request or RTP silence longer than timeout_s
-    "protocol",  # anything the server says that makes no sense, other 4xx/5xx
-    "connection_lost",  # the connection broke mid-stream
-    "ended",  # the server ended the session (closed the connection, RTCP BYE)
-]
+RtspFailure = SourceFailure
 Transport = Literal["tcp", "udp"]
 
 RTCP_BYE = 203
@@ -53,13 +43,8 @@ MAX_QUEUED_PACKETS = 4096
 _log = logging.getLogger(__name__)
 
 
-class RtspError(Exception):
+class RtspError(SourceError):
     """An RTSP stream could not be opened or stopped; `reason` says why, `status` the code."""
-
-    def __init__(self, reason: RtspFailure, message: str, *, status: int | None = None) -> None:
-        super().__init__(f"{reason}: {mask_credentials(message)}")
-        self.reason: RtspFailure = reason
-        self.status = status
 
 
 class _MaskingFilter(logging.Filter):

@@ -9,26 +9,16 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
 from ingest.decoder import AsyncH264Decoder
 from ingest.h264_depacketizer import DepacketizerStats, H264Depacketizer
 from ingest.rtsp_client import RtspError, Transport, open_stream
+from ingest.source import DecodedFrame
 
 __all__ = ["DecodedFrame", "RtspError", "SourceStats", "rtsp_frames"]
 
 _TS_MOD = 1 << 32
 _TS_HALF = 1 << 31
 _MAX_PENDING_ARRIVALS = 64
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedFrame:
-    image: npt.NDArray[np.uint8]  # (H, W, 3) BGR
-    pts_s: float  # RTP timestamp / clock rate, relative to the first frame of the stream
-    received_at: float  # time.time() when the access unit completed
-    stream_id: int  # changes when the SSRC changes (pts_s restarts at 0 then)
 
 
 @dataclass(slots=True)

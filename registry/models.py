@@ -234,9 +234,12 @@ class CountRow(BaseModel):
 
 class GapRow(BaseModel):
     stream_epoch: int
-    seq_from: int
-    seq_to: int
+    seq_from: int | None = Field(description="null for a span of time with no batches")
+    seq_to: int | None
+    started_at: datetime | None
+    ended_at: datetime | None = Field(description="null while the gap is still open")
     reason: str
+    detail: str
     recorded_at: datetime
 
 
