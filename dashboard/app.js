@@ -1,11 +1,16 @@
-// camcount dashboard: cameras with live counts (WebSocket), worker pool (polled).
+// camcount dashboard: cameras with live counts (WebSocket), camera status, ingest nodes and
+// worker pool (polled).
 "use strict";
 
-const state = { cameras: new Map(), lastSeq: null, ws: null };
+// serverOffsetMs: server clock minus this browser's, from the Date header, so that "since"
+// ages are right even when the viewer's clock is off.
+const state = { cameras: new Map(), lastSeq: null, ws: null, serverOffsetMs: 0 };
 
 async function getJSON(path) {
   const response = await fetch(path, { headers: { Accept: "application/json" } });
   if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  const date = Date.parse(response.headers.get("Date") || "");
+  if (!Number.isNaN(date)) state.serverOffsetMs = date - Date.now();
   return response.json();
 }
 
@@ -14,6 +19,30 @@ function cell(text, className) {
   td.textContent = text;
   if (className) td.className = className;
   return td;
+}
+
+function age(isoTime) {
+  const seconds = Math.max(0, (Date.now() + state.serverOffsetMs - Date.parse(isoTime)) / 1000);
+  if (seconds < 90) return Math.round(seconds) + " s";
+  if (seconds < 90 * 60) return Math.round(seconds / 60) + " min";
+  if (seconds < 36 * 3600) return Math.round(seconds / 3600) + " h";
+  return Math.round(seconds / 86400) + " d";
+}
+
+function statusCells(status) {
+  const badge = document.createElement("span");
+  badge.className = "badge camera-status";
+  badge.dataset.status = status.status;
+  badge.textContent = status.status.replace("_", " ");
+  const statusCell = cell("");
+  statusCell.append(badge);
+  const since = cell(age(status.since), "since");
+  since.title = new Date(status.since).toLocaleString();
+  // A status written by a node that has since died is stale: say so next to the node.
+  const dead = status.node_id && status.node_alive === false;
+  const node = cell(status.node_id ? status.node_id + (dead ? " (dead)" : "") : "—",
+                    dead ? "node node-dead" : "node");
+  return [statusCell, cell(status.reason || "—", "reason"), since, node];
 }
 
 function total(totals, lineId, direction) {
@@ -32,7 +61,7 @@ function renderCameras() {
     const row = document.createElement("tr");
     row.className = "empty";
     row.append(cell("No cameras registered yet."));
-    row.firstChild.colSpan = 6;
+    row.firstChild.colSpan = 10;
     body.append(row);
     return;
   }
@@ -46,8 +75,9 @@ function renderCameras() {
       inCount.dataset.direction = "in";
       const outCount = cell(String(total(camera.totals, line.id, "out")), "count");
       outCount.dataset.direction = "out";
-      row.append(cell(camera.name + " (" + camera.id + ")"), cell(camera.region), cell(line.name),
-                 inCount, outCount, cell(camera.updated || "—"));
+      row.append(cell(camera.name + " (" + camera.id + ")"), ...statusCells(camera.status),
+                 cell(camera.region), cell(line.name), inCount, outCount,
+                 cell(camera.updated || "—"));
       body.append(row);
     }
   }
@@ -125,6 +155,27 @@ async function loadWorkers() {
   }
 }
 
+async function loadIngestNodes() {
+  const nodes = await getJSON("/api/ingest/nodes");
+  const body = document.querySelector("#ingest-nodes tbody");
+  body.replaceChildren();
+  for (const n of nodes) {
+    const row = document.createElement("tr");
+    row.dataset.node = n.id;
+    row.append(cell(n.id), cell(n.alive ? "yes" : "no", n.alive ? "alive-yes" : "alive-no"),
+               cell(n.draining ? "yes" : "no"), cell(n.cameras + " / " + n.capacity),
+               cell(n.camera_ids.join(", ") || "—"));
+    body.append(row);
+  }
+  if (!body.children.length) {
+    const row = document.createElement("tr");
+    row.className = "empty";
+    row.append(cell("No ingest nodes seen yet."));
+    row.firstChild.colSpan = 5;
+    body.append(row);
+  }
+}
+
 function setConnection(text, stateName) {
   const badge = document.getElementById("connection");
   badge.textContent = text;
@@ -157,8 +208,11 @@ async function main() {
   await loadCameras();
   connect(config.websocket_url, 0);
   await loadWorkers().catch(() => {});
+  await loadIngestNodes().catch(() => {});
   setInterval(() => loadWorkers().catch(() => {}), 2000);
-  setInterval(() => loadCameras().catch(() => {}), 10000);
+  setInterval(() => loadIngestNodes().catch(() => {}), 2000);
+  // Counts also arrive over the WebSocket; this poll is what refreshes camera status.
+  setInterval(() => loadCameras().catch(() => {}), 5000);
 }
 
 main().catch((error) => setConnection("error: " + error.message, "down"));

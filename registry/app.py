@@ -10,12 +10,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.ops import metrics_response
 from registry import metrics, repository
+from registry.errors import masked_validation_error
+from registry.ingest_api import ingest_router
+from registry.media import media_file_problem
 from registry.models import CameraIn, CameraOut, CountsOut
 from registry.settings import RegistrySettings
 from registry.workers_api import workers_router
@@ -25,6 +29,7 @@ def create_app(
     settings: RegistrySettings, engine: AsyncEngine, health: Callable[[], dict[str, Any]]
 ) -> FastAPI:
     app = FastAPI(title="camcount registry", version="0.1.0")
+    app.add_exception_handler(RequestValidationError, masked_validation_error)
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]],
@@ -54,6 +59,11 @@ def create_app(
 
     @app.post("/api/cameras", status_code=status.HTTP_201_CREATED)
     async def create_camera(camera: CameraIn) -> CameraOut:
+        problem = media_file_problem(camera.url, settings.media_dir)
+        if problem is not None:
+            # The same 422 shape as CameraIn's own checks: this one needs a setting.
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "url"),
+                                           "msg": problem, "input": camera.url}])
         try:
             return await repository.create_camera(engine, camera)
         except repository.AlreadyExists:
@@ -85,6 +95,7 @@ def create_app(
         return found
 
     app.include_router(workers_router(settings, engine))
+    app.include_router(ingest_router(settings, engine))
 
     if settings.dashboard_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.dashboard_dir, html=True), name="dashboard")

@@ -11,8 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from contracts.broker import Priority
 from contracts.geometry import LineGeometry, Point
 from contracts.ids import check_slug
+from registry.media import FILE_SCHEME, check_file_url_shape
+from registry.status_models import CameraStatusOut
 
-ALLOWED_SCHEMES = ("rtsp", "rtsps", "http", "https")
+# http(s): MJPEG cameras; file: recorded footage, only under the registry's MEDIA_DIR.
+ALLOWED_SCHEMES = ("rtsp", "rtsps", "http", "https", FILE_SCHEME)
 
 
 class _Strict(BaseModel):
@@ -96,6 +99,11 @@ class CameraIn(_Strict):
                 f"camera url scheme must be one of {', '.join(ALLOWED_SCHEMES)}; "
                 f"got {parts.scheme or 'none'!r}"
             )
+        if parts.scheme == FILE_SCHEME:
+            # Only the shape here: whether the path lies under MEDIA_DIR is a setting, checked
+            # by the route (registry/media.py).
+            check_file_url_shape(parts)
+            return value
         if not parts.hostname:
             raise ValueError("camera url has no host")
         if port == 0:
@@ -146,6 +154,8 @@ class CameraOut(BaseModel):
     zones: list[ZoneOut]
     totals: dict[str, int] = Field(description="'line_id:direction:class' -> count")
     occupancy: dict[str, int] = Field(description="'zone_id:class' -> objects inside now")
+    status: CameraStatusOut = Field(description="as ingest last reported it; a disabled camera "
+                                    "always reads disabled")
 
 
 class WorkerLoad(BaseModel):

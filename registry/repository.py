@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, and_, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -37,6 +37,7 @@ from registry.models import (
     ZoneOut,
     ZoneRow,
 )
+from registry.status_repository import effective_status, status_rows
 
 
 class AlreadyExists(Exception):
@@ -116,6 +117,7 @@ async def list_cameras(
         rows = (await conn.execute(query)).all()
         lines = await _lines(conn, [r.id for r in rows])
         zone_map = await _zones(conn, [r.id for r in rows])
+        statuses = await status_rows(conn, [r.id for r in rows])
     return [
         CameraOut(
             id=r.id, name=r.name, url=mask_url(r.url), region=r.region, priority=r.priority,
@@ -125,7 +127,7 @@ async def list_cameras(
             enabled=r.enabled,
             created_at=r.created_at,
             lines=lines.get(r.id, []), zones=zone_map.get(r.id, []), totals=r.totals or {},
-            occupancy=r.occupancy or {},
+            occupancy=r.occupancy or {}, status=effective_status(r, statuses.get(r.id)),
         )
         for r in rows
     ]
@@ -158,10 +160,17 @@ async def counts(engine: AsyncEngine, camera_id: str, since: datetime) -> Counts
             .where(zone_buckets.c.camera_id == camera_id, zone_buckets.c.bucket_start >= since)
             .order_by(zone_buckets.c.bucket_start, zone_buckets.c.zone_id)
         )
+        gap = coverage_gaps.c
         gaps = await conn.execute(
             select(coverage_gaps)
-            .where(coverage_gaps.c.camera_id == camera_id, coverage_gaps.c.recorded_at >= since)
-            .order_by(coverage_gaps.c.stream_epoch, coverage_gaps.c.seq_from)
+            .where(gap.camera_id == camera_id, or_(
+                gap.recorded_at >= since,
+                # A gap of time is recorded when it opens: while open, or if it closed inside
+                # the window, it overlaps the window however long ago it began.
+                gap.ended_at >= since, and_(gap.started_at.is_not(None), gap.ended_at.is_(None)),
+            ))
+            # Gaps of batches by sequence; gaps of time (NULL seqs) after them, by start.
+            .order_by(gap.stream_epoch, gap.seq_from.asc().nulls_last(), gap.started_at, gap.id)
         )
         return CountsOut(
             camera_id=camera_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from contracts.settings import CommonSettings
 
@@ -18,3 +18,11 @@ class RegistrySettings(CommonSettings):
     worker_down_after_s: float = Field(default=5.0, gt=0)
     dashboard_dir: Path = DASHBOARD_DIR
     max_page_size: int = 500
+    media_dir: Path | None = Field(
+        default=None, description="file:// camera urls must point under it; unset: refused")
+
+    @field_validator("media_dir", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        # MEDIA_DIR= would otherwise become Path(""), the working directory: everything in it.
+        return None if value == "" else value

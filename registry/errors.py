@@ -1,0 +1,33 @@
+"""422 responses that keep secrets secret.
+
+FastAPI's own handler echoes each error's `input`: the refused camera url with its password,
+or the whole request body when the error is about the body as a whole. Same shape here, with
+credentials masked in every string of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from contracts.secrets import mask_credentials
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_credentials(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value
+
+
+async def masked_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # registered for that type only
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+                        content={"detail": _masked(jsonable_encoder(exc.errors()))})
