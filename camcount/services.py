@@ -198,6 +198,11 @@ def _rabbit_env(cfg: ServicesConfig) -> dict[str, str]:
     return env
 
 
+def rabbitmqctl(cfg: ServicesConfig, *args: str) -> str:
+    """Run rabbitmqctl against this profile's node (tests raise and clear alarms with it)."""
+    return _run([str(RABBIT_BIN / "rabbitmqctl"), *args], env=_rabbit_env(cfg))
+
+
 def _rabbit_running(cfg: ServicesConfig) -> int | None:
     # The node name is passed through the environment; its private HOME is on the command line.
     return _pid_alive(cfg.rabbit_pid_file, os.fsencode(cfg.rabbit_dir / "home"))

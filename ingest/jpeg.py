@@ -22,3 +22,21 @@ def encode_jpeg(
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes(), width, height
+
+
+SIGNATURE_SIZE = (32, 18)
+
+
+def picture_signature(image: npt.NDArray[np.uint8]) -> bytes:
+    """A 32x18 grey thumbnail: equal for identical pictures (a frozen camera), different as soon
+    as anything moves or the sensor shows noise. ~0.4 ms at 720p, next to ~2 ms of JPEG."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return bytes(cv2.resize(grey, SIGNATURE_SIZE, interpolation=cv2.INTER_AREA).tobytes())
+
+
+def prepare_frame(
+    image: npt.NDArray[np.uint8], max_width: int, quality: int
+) -> tuple[bytes, int, int, bytes]:
+    """JPEG, size and picture signature of a sampled frame, in one trip to a worker thread."""
+    jpeg, width, height = encode_jpeg(image, max_width, quality)
+    return jpeg, width, height, picture_signature(image)

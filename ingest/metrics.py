@@ -14,3 +14,12 @@ PUBLISH_LATENCY = Histogram(
     "From a batch's first capture to its publisher confirm",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5),
 )
+STATUS_CHANGES = Counter("camcount_ingest_camera_status_changes_total",
+                         "Camera status changes recorded", ["status"])
+STATUS_WRITES_LOST = Counter("camcount_ingest_status_writes_lost_total",
+                             "Status, gap or stats writes dropped: the write queue was full")
+FRAMES_DROPPED = Counter("camcount_ingest_frames_dropped_total",
+                         "Sampled frames dropped before publishing", ["camera", "why"])
+REPUBLISHED = Counter("camcount_ingest_batches_republished_total",
+                      "Batches sent again after a lost channel or a nack", ["camera"])
+QUEUED = Gauge("camcount_ingest_outbox_batches", "Batches queued or unconfirmed", ["camera"])

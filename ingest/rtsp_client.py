@@ -261,9 +261,13 @@ async def open_stream(
         supervisor = asyncio.create_task(_supervise(connection, rtp, session, masked))
         yield RtspStream(url, media, rtp.reception)
     finally:
-        if supervisor is not None:
-            await cancel_and_wait(supervisor)
-        await _close(connection, rtp, session, timeout_s)
+        try:
+            if supervisor is not None:
+                await cancel_and_wait(supervisor)
+        finally:
+            # Even when our caller is being cancelled (cancel_and_wait passes that on): a
+            # camera handed to another node must be torn down before its lease is released.
+            await _close(connection, rtp, session, timeout_s)
 
 
 async def _step(what: str, masked: str, awaitable: Any) -> Any:

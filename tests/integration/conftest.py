@@ -11,7 +11,10 @@ import pytest
 
 from camcount import processes
 from tests.conftest import Isolated
+from tests.integration.pipeline_harness import camera_pipeline
 from tests.integration.roles import Fleet
+
+__all__ = ["camera_pipeline"]  # a fixture, registered here for every integration test
 
 
 @pytest.fixture
