@@ -24,7 +24,7 @@ Image = npt.NDArray[np.uint8]
 
 @dataclass(frozen=True, slots=True)
 class DecodedImage:
-    image: Image  # (H, W, 3) uint8 BGR
+    image: av.VideoFrame  # converted to pixels by whoever keeps it (most frames are not kept)
     pts: int | None  # the pts given with the access unit that produced it (codec delay aside)
 
 
@@ -51,12 +51,7 @@ class H264Decoder:
         packet.pts = pts
         try:
             frames = self._ctx.decode(packet)
-            images = [
-                DecodedImage(
-                    np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8), frame.pts
-                )
-                for frame in frames
-            ]
+            images = [DecodedImage(frame, frame.pts) for frame in frames]
         except (av.error.FFmpegError, ValueError) as exc:
             self.corrupt_access_units += 1
             if self.corrupt_access_units == 1 or self.corrupt_access_units % 100 == 0:
