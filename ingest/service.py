@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from contracts import broker
+from contracts.camera_status import CameraStatus
 from contracts.secrets import mask_url
 from infra import amqp, db, ops
 from infra.runner import cancel_and_wait
@@ -152,7 +153,10 @@ class Ingest:
                 continue
             spec = wanted.get(camera_id)
             if spec is None:
-                self._stop(camera, "disabled or removed")
+                # A deleted camera's row is gone and the board drops the write; a disabled
+                # one reads `disabled` from here on, not the status it had while pulled.
+                self._stop(camera, "disabled or removed",
+                           then=("disabled", "disabled through the API"))
             elif spec != camera.spec:
                 camera.restarting = self._spawn(self._restart(camera, spec), f"restart-{camera_id}")
         held = {cid for cid, c in self.cameras.items() if c.stopping is None and c.lease.held()}
@@ -217,12 +221,15 @@ class Ingest:
         log.info("camera %s: settings changed: restarting", spec.id)
         self._wake.set()
 
-    def _stop(self, camera: _Camera, why: str) -> None:
+    def _stop(self, camera: _Camera, why: str,
+              then: tuple[CameraStatus, str] | None = None) -> None:
         if camera.stopping is None:
             log.info("camera %s: stopping (%s)", camera.spec.id, why)
-            camera.stopping = self._spawn(self._stop_and_release(camera), f"stop-{camera.spec.id}")
+            camera.stopping = self._spawn(self._stop_and_release(camera, then),
+                                          f"stop-{camera.spec.id}")
 
-    async def _stop_and_release(self, camera: _Camera) -> None:
+    async def _stop_and_release(self, camera: _Camera,
+                                then: tuple[CameraStatus, str] | None = None) -> None:
         for task in (camera.restarting, camera.task):
             if task is not None:
                 await cancel_and_wait(task)  # RTSP TEARDOWN sent, socket closed
@@ -234,6 +241,8 @@ class Ingest:
                 log.warning("camera %s: release failed (it expires on its own): %s",
                             lease.camera_id, exc)
         lease.end("released")
+        if then is not None and self._board is not None:
+            self._board.announce(lease.camera_id, *then)
         if self.cameras.get(lease.camera_id) is camera:
             del self.cameras[lease.camera_id]
         log.info("camera %s: stopped, lease %d given up", lease.camera_id, lease.token)

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.ops import metrics_response
 from registry import metrics, repository
+from registry.cameras_api import cameras_router
 from registry.errors import masked_validation_error
 from registry.ingest_api import ingest_router
-from registry.media import media_file_problem
-from registry.models import CameraIn, CameraOut, CountsOut
+from registry.models import CameraOut, CountsOut
 from registry.settings import RegistrySettings
 from registry.workers_api import workers_router
 
@@ -57,19 +57,6 @@ def create_app(
     async def get_config() -> dict[str, str]:
         return {"websocket_url": settings.broadcaster_public_url}
 
-    @app.post("/api/cameras", status_code=status.HTTP_201_CREATED)
-    async def create_camera(camera: CameraIn) -> CameraOut:
-        problem = media_file_problem(camera.url, settings.media_dir)
-        if problem is not None:
-            # The same 422 shape as CameraIn's own checks: this one needs a setting.
-            raise RequestValidationError([{"type": "value_error", "loc": ("body", "url"),
-                                           "msg": problem, "input": camera.url}])
-        try:
-            return await repository.create_camera(engine, camera)
-        except repository.AlreadyExists:
-            raise HTTPException(status.HTTP_409_CONFLICT,
-                                f"camera {camera.id!r} already exists") from None
-
     @app.get("/api/cameras")
     async def list_cameras(
         limit: Annotated[int, Query(ge=1, le=settings.max_page_size)] = 100,
@@ -94,6 +81,7 @@ def create_app(
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
         return found
 
+    app.include_router(cameras_router(settings, engine))
     app.include_router(workers_router(settings, engine))
     app.include_router(ingest_router(settings, engine))
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from contracts.broker import Priority
 from contracts.geometry import LineGeometry, Point
 from contracts.ids import check_slug
+from contracts.secrets import MASK, mask_url
 from registry.media import FILE_SCHEME, check_file_url_shape
 from registry.status_models import CameraStatusOut
 
@@ -52,63 +62,71 @@ class ZoneIn(_Strict):
         return self
 
 
+def _check_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"camera url is not a valid URL: {exc}") from None
+    if parts.scheme not in ALLOWED_SCHEMES:
+        raise ValueError(
+            f"camera url scheme must be one of {', '.join(ALLOWED_SCHEMES)}; "
+            f"got {parts.scheme or 'none'!r}"
+        )
+    if parts.scheme == FILE_SCHEME:
+        # Only the shape here: whether the path lies under MEDIA_DIR is a setting, checked
+        # by the route (registry/media.py).
+        check_file_url_shape(parts)
+        return value
+    if not parts.hostname:
+        raise ValueError("camera url has no host")
+    if port == 0:
+        raise ValueError("camera url port must be 1-65535")
+    return value
+
+
+def _check_slug(value: str, info: ValidationInfo) -> str:
+    return check_slug(value, info.field_name or "id")
+
+
+# A camera's settings, declared once: creation and partial updates validate them alike.
+Slug = Annotated[str, Field(min_length=1, max_length=63), AfterValidator(_check_slug)]
+CameraName = Annotated[str, Field(min_length=1, max_length=200)]
+CameraUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_check_url)]
+Capability = Annotated[Slug, Field(description="worker type that must process it")]
+TargetFps = Annotated[float, Field(gt=0, le=120)]
+BatchFrames = Annotated[int, Field(ge=1, le=100)]
+BatchMs = Annotated[int, Field(ge=50, le=10_000)]
+DeadlineS = Annotated[float, Field(gt=0, le=600)]
+ObjectClasses = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+    Field(max_length=80, description="classes counted for this camera; null = all"),
+]
+MinConfidence = Annotated[float | None, Field(gt=0, lt=1)]
+ModelName = Annotated[
+    str | None,
+    Field(max_length=63, description="a model name the workers have in MODEL_DIR; null: default"),
+    AfterValidator(lambda value: None if value is None else check_slug(value, "model")),
+]
+
+
 class CameraIn(_Strict):
-    id: Annotated[str, Field(min_length=1, max_length=63)]
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    url: Annotated[str, Field(min_length=1, max_length=2048)]
-    region: Annotated[str, Field(min_length=1, max_length=63)] = "local"
+    id: Slug
+    name: CameraName
+    url: CameraUrl
+    region: Slug = "local"
     priority: Priority = Priority.NORMAL
-    target_fps: Annotated[float, Field(gt=0, le=120)] = 5.0
-    batch_frames: Annotated[int, Field(ge=1, le=100)] = 5
-    batch_ms: Annotated[int, Field(ge=50, le=10_000)] = 1000
-    deadline_s: Annotated[float, Field(gt=0, le=600)] = 10.0
-    capability: Annotated[str, Field(min_length=1, max_length=63,
-                                     description="worker type that must process it")] = "motion"
-    object_classes: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
-        Field(max_length=80, description="classes counted for this camera; null = all"),
-    ] = None
-    min_confidence: Annotated[float | None, Field(gt=0, lt=1)] = None
-    model: Annotated[str | None, Field(
-        max_length=63, description="a model name the workers have in MODEL_DIR; null: default",
-    )] = None
+    target_fps: TargetFps = 5.0
+    batch_frames: BatchFrames = 5
+    batch_ms: BatchMs = 1000
+    deadline_s: DeadlineS = 10.0
+    capability: Capability = "motion"
+    object_classes: ObjectClasses = None
+    min_confidence: MinConfidence = None
+    model: ModelName = None
     enabled: bool = True
     lines: Annotated[list[LineIn], Field(max_length=16)] = []
     zones: Annotated[list[ZoneIn], Field(max_length=16)] = []
-
-    @field_validator("id", "region", "capability")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        return check_slug(value, "id")
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str | None) -> str | None:
-        return None if value is None else check_slug(value, "model")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        try:
-            parts = urlsplit(value)
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"camera url is not a valid URL: {exc}") from None
-        if parts.scheme not in ALLOWED_SCHEMES:
-            raise ValueError(
-                f"camera url scheme must be one of {', '.join(ALLOWED_SCHEMES)}; "
-                f"got {parts.scheme or 'none'!r}"
-            )
-        if parts.scheme == FILE_SCHEME:
-            # Only the shape here: whether the path lies under MEDIA_DIR is a setting, checked
-            # by the route (registry/media.py).
-            check_file_url_shape(parts)
-            return value
-        if not parts.hostname:
-            raise ValueError("camera url has no host")
-        if port == 0:
-            raise ValueError("camera url port must be 1-65535")
-        return value
 
     @field_validator("lines", "zones")
     @classmethod
@@ -117,6 +135,71 @@ class CameraIn(_Strict):
         if len(names) != len(set(names)):
             raise ValueError("names must be unique within a camera")
         return items
+
+
+def _not_sent() -> Any:
+    """The default of a field left out of a PATCH. Never validated and never dumped (only the
+    fields set are), so a field's type stays what the camera allows: a null sent for a
+    non-nullable field is refused, not taken for "left out"."""
+    return None
+
+
+# Fields a camera must always have: null is refused for them, unlike leaving them out.
+_NOT_NULL = ("name", "url", "region", "priority", "target_fps", "batch_frames", "batch_ms",
+             "deadline_s", "capability", "enabled")
+
+
+class CameraPatch(_Strict):
+    """A partial update (PATCH): each field sent is validated as on creation, fields left out
+    keep their values. Lines and zones have their own versioned history and are not here.
+
+    `url` may be sent back exactly as GET shows it, password masked (a form that round-trips
+    every field): that keeps the stored URL and its credentials. Any other URL is stored as
+    sent, so a changed URL must carry its real password.
+    """
+
+    # Not nullable: left out, the field keeps its value; sent as null, it is refused.
+    name: CameraName = Field(default_factory=_not_sent)
+    url: CameraUrl = Field(default_factory=_not_sent)
+    region: Slug = Field(default_factory=_not_sent)
+    priority: Priority = Field(default_factory=_not_sent)
+    target_fps: TargetFps = Field(default_factory=_not_sent)
+    batch_frames: BatchFrames = Field(default_factory=_not_sent)
+    batch_ms: BatchMs = Field(default_factory=_not_sent)
+    deadline_s: DeadlineS = Field(default_factory=_not_sent)
+    capability: Capability = Field(default_factory=_not_sent)
+    object_classes: ObjectClasses = None
+    min_confidence: MinConfidence = None
+    model: ModelName = None
+    enabled: bool = Field(default_factory=_not_sent)
+
+    @field_validator(*_NOT_NULL, mode="before")
+    @classmethod
+    def _not_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            raise ValueError(f"{info.field_name} cannot be null (leave it out to keep it)")
+        return value
+
+    def changes_to(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """The columns this patch changes in `stored` (a cameras row); a field sent with the
+        value it has is no change. Raises ValueError for a url that cannot be stored."""
+        sent = self.model_dump(exclude_unset=True)
+        if "priority" in sent:
+            sent["priority"] = int(sent["priority"])
+        if "url" in sent:
+            sent["url"] = _url_to_store(sent["url"], stored["url"])
+        return {name: value for name, value in sent.items() if stored[name] != value}
+
+
+def _url_to_store(sent: str, stored: str) -> str:
+    if sent == mask_url(stored):
+        return stored  # the masked round trip: the dashboard never had the password
+    # Carrying the stored password over to a URL that differs would hand it to whatever host
+    # that URL names; storing the mask itself as a password would only fail later, at ingest.
+    if urlsplit(sent).password == MASK:
+        raise ValueError(f"camera url carries the masked password {MASK!r}: send the url "
+                         "unchanged to keep the stored credentials, or the real password")
+    return sent
 
 
 class LineOut(BaseModel):
@@ -150,6 +233,7 @@ class CameraOut(BaseModel):
     model: str | None
     enabled: bool
     created_at: datetime
+    updated_at: datetime = Field(description="last change through the API")
     lines: list[LineOut]
     zones: list[ZoneOut]
     totals: dict[str, int] = Field(description="'line_id:direction:class' -> count")

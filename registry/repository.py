@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select
+from sqlalchemy import Row, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -73,6 +74,38 @@ async def create_camera(engine: AsyncEngine, camera: CameraIn) -> CameraOut:
     return found
 
 
+async def update_camera(
+    engine: AsyncEngine, camera_id: str, plan: Callable[[Mapping[str, Any]], dict[str, Any]],
+) -> CameraOut | None:
+    """Apply the changes `plan` makes of the stored row; None for an unknown camera.
+
+    The row is locked while `plan` looks at it, so concurrent updates queue and each plans
+    against the row the other left. FOR NO KEY UPDATE: the id never changes here, so the
+    writes of ingest and workers that only reference the camera (foreign keys) need not wait.
+    updated_at moves only when something changed: a disabled camera's status reads it as the
+    time it was disabled.
+    """
+    async with engine.begin() as conn:
+        stored = (await conn.execute(select(cameras).where(cameras.c.id == camera_id)
+                                     .with_for_update(key_share=True))).first()
+        if stored is None:
+            return None
+        changes = plan(dict(stored._mapping))
+        if changes:
+            await conn.execute(cameras.update().where(cameras.c.id == camera_id)
+                               .values(**changes, updated_at=func.now()))
+    return await get_camera(engine, camera_id)
+
+
+async def delete_camera(engine: AsyncEngine, camera_id: str) -> bool:
+    """False for an unknown camera. Lines, zones, counts, gaps, progress, its lease and status
+    go with it (ON DELETE CASCADE); its status history (camera_events) is kept."""
+    async with engine.begin() as conn:
+        gone = await conn.execute(
+            cameras.delete().where(cameras.c.id == camera_id).returning(cameras.c.id))
+        return gone.first() is not None
+
+
 async def _lines(conn: AsyncConnection, camera_ids: list[str]) -> dict[str, list[LineOut]]:
     rows = await conn.execute(
         select(counting_lines)
@@ -125,7 +158,7 @@ async def list_cameras(
             deadline_s=r.deadline_s, capability=r.capability,
             object_classes=r.object_classes, min_confidence=r.min_confidence, model=r.model,
             enabled=r.enabled,
-            created_at=r.created_at,
+            created_at=r.created_at, updated_at=r.updated_at,
             lines=lines.get(r.id, []), zones=zone_map.get(r.id, []), totals=r.totals or {},
             occupancy=r.occupancy or {}, status=effective_status(r, statuses.get(r.id)),
         )

@@ -7,7 +7,6 @@ Liveness is judged on the database clock (`now()`), the clock the nodes' expirie
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -64,9 +63,11 @@ def effective_status(camera: Row[Any], row: Row[Any] | None) -> CameraStatusOut:
         )
     if row is None or row.status == "disabled":
         # Re-enabled (or new): the last "disabled" is stale until a node takes the camera.
-        since: datetime = camera.created_at if row is None else camera.updated_at
+        # Waiting since the last change (for a new camera, its creation): a camera re-enabled
+        # today has not been waiting since it was created.
         return CameraStatusOut(
-            status="connecting", reason=WAITING, since=since, node_id=None, node_alive=None,
+            status="connecting", reason=WAITING, since=camera.updated_at, node_id=None,
+            node_alive=None,
             last_frame_at=None if row is None else row.last_frame_at, stats=CameraStats(),
         )
     return CameraStatusOut(
