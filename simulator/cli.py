@@ -32,8 +32,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "RTSP camera simulator (TCP interleaved). Mount syntax: NAME:KIND[:key=value,...] "
             "with KIND synthetic (seed, crossings, fps, width, height, warmup_s, loop) or file "
-            "(path, loop, fps, width, height). Example: --mount cam1:synthetic:seed=7,crossings=6 "
-            "--mount clip:file:path=/videos/x.mp4,loop=true"
+            "(path, loop, fps, width, height); either takes preencode_s=SECONDS to encode once "
+            "and replay in a loop (load tests). Example: --mount "
+            "cam1:synthetic:seed=7,crossings=6 --mount clip:file:path=/videos/x.mp4,loop=true"
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")

@@ -23,6 +23,12 @@ class MountSpec(BaseModel):
 
     width, height and fps left as None mean 640x360 at 25 fps for a synthetic mount and the
     file's own size and rate for a file mount (given values resize / re-time the file).
+
+    preencode_s: encode that many seconds (rounded up to whole keyframe intervals) once at
+    start and replay them in a loop, never ending (a file is looped to fill them); each session
+    then starts after a random delay below one keyframe interval, so that many sessions of one
+    mount do not send their large keyframes in lockstep. For load tests: a session costs
+    packetization only.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -37,6 +43,7 @@ class MountSpec(BaseModel):
     warmup_s: float = Field(default=2.0, ge=0, le=3600)
     loop: bool = False
     path: Path | None = None
+    preencode_s: float | None = Field(default=None, gt=0, le=600)
 
     @model_validator(mode="after")
     def _check(self) -> Self:

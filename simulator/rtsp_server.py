@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from simulator.encoder import KEYFRAME_INTERVAL_S
 from simulator.mounts import SimulatorSettings
 from simulator.rtp import H264Packetizer, rtcp_bye
 from simulator.rtsp_messages import (
@@ -249,6 +251,11 @@ class _Connection:
             loop=asyncio.get_running_loop(),
             deliver=lambda packets: self._deliver(session, packets),
             on_end=lambda error: self._ended(session, error),
+            # Replayed clips all begin with a keyframe: without a random start, sessions that
+            # play at once would send their (large) keyframes in lockstep, unlike real cameras.
+            start_delay_s=(
+                random.uniform(0, KEYFRAME_INTERVAL_S) if session.media.clip is not None else 0.0
+            ),
         )
         session.thread.start()
         _log.info("session %s playing %s to %s", session.id, session.media.spec.name, self.peer)
@@ -332,6 +339,10 @@ async def serve(settings: SimulatorSettings, ready: Callable[[int], None] | None
     prepared = await asyncio.gather(
         *(asyncio.to_thread(prepare_mount, spec) for spec in settings.mounts)
     )
+    for media in prepared:
+        if media.clip is not None:
+            _log.info("mount %s: %d frames pre-encoded, %.1f Mbit/s, replayed in a loop",
+                      media.spec.name, len(media.clip.frames), media.clip.bytes_per_s * 8e-6)
     server = RtspServer(settings, {m.spec.name: m for m in prepared})
     listener = await asyncio.start_server(server.handle, settings.host, settings.port)
     try:

@@ -2,10 +2,12 @@
 
 Each session iterates its own source from the beginning, so a scripted scene starts when that
 client starts playing. Frames come out as yuv420p at the mount's size, ready for the encoder.
+A mount with `preencode_s` is encoded once here instead, and every session replays that clip.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ import av
 import cv2
 import numpy as np
 
-from simulator.encoder import parameter_sets
+from simulator.encoder import EncodedClip, encode_clip, parameter_sets
 from simulator.mounts import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, MountSpec
 from simulator.scenes import SyntheticScene
 
@@ -30,6 +32,7 @@ class MountMedia:
     fps: float
     sps: bytes
     pps: bytes
+    clip: EncodedClip | None = None  # set for a preencode_s mount: sessions replay it
 
     def frames(self) -> Generator[av.VideoFrame, None, None]:
         """A fresh frame sequence from the start; ends only for a file mount without loop."""
@@ -52,8 +55,18 @@ def prepare_mount(spec: MountSpec) -> MountMedia:
         width = spec.width or native_w - native_w % 2
         height = spec.height or native_h - native_h % 2
         fps = spec.fps or native_fps
-    sps, pps = parameter_sets(width, height, fps)
-    return MountMedia(spec, width, height, fps, sps, pps)
+    if spec.preencode_s is None:
+        sps, pps = parameter_sets(width, height, fps)
+        return MountMedia(spec, width, height, fps, sps, pps)
+    if spec.kind == "synthetic":
+        source = scene_frames(spec.scene(), fps)
+    else:
+        assert spec.path is not None
+        source = file_frames(spec.path, width, height, loop=True)
+    with contextlib.closing(source):
+        clip = encode_clip(source, width, height, fps, spec.preencode_s)
+    sps, pps = clip.parameter_sets()
+    return MountMedia(spec, width, height, fps, sps, pps, clip)
 
 
 def scene_frames(scene: SyntheticScene, fps: float) -> Generator[av.VideoFrame, None, None]:

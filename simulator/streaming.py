@@ -2,21 +2,21 @@
 
 Rendering and encoding never touch the event loop; finished packets are handed over with
 `call_soon_threadsafe`. The scene clock is the frame index (t = i / fps), so the RTP timestamps
-and the scene's ground truth agree exactly even when the thread runs late.
+and the scene's ground truth agree exactly even when the thread runs late. A mount encoded once
+(`preencode_s`) skips the encoder: its access units are replayed in a loop, forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 
-import av
-
-from simulator.encoder import H264Encoder
+from simulator.encoder import EncodedFrame, H264Encoder
 from simulator.rtp import H264_CLOCK_RATE, H264Packetizer
 from simulator.sources import MountMedia
 
@@ -45,6 +45,7 @@ class StreamThread:
         deliver: PacketSink,
         on_end: EndCallback,
         clock: Callable[[], float] = time.monotonic,
+        start_delay_s: float = 0.0,
     ) -> None:
         self._media = media
         self._packetizer = packetizer
@@ -53,6 +54,7 @@ class StreamThread:
         self._deliver = deliver
         self._on_end = on_end
         self._clock = clock
+        self._start_delay_s = start_delay_s
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"sim-{media.spec.name}", daemon=True
@@ -80,16 +82,22 @@ class StreamThread:
             self._call_soon(self._on_end, error)
 
     def _stream(self) -> None:
+        if self._stop.wait(self._start_delay_s):
+            return
+        clip = self._media.clip
+        if clip is not None:
+            self._pace(itertools.cycle(clip.frames))
+            return
         encoder = H264Encoder(self._media.width, self._media.height, self._media.fps)
         # closing(): a file source holds an open container until its generator is closed.
         with contextlib.closing(self._media.frames()) as frames:
-            self._pace(encoder, frames)
+            self._pace(encoder.encode(frame) for frame in frames)
 
-    def _pace(self, encoder: H264Encoder, frames: Iterator[av.VideoFrame]) -> None:
+    def _pace(self, units: Iterator[EncodedFrame]) -> None:
         fps = self._media.fps
         start = self._clock()
         anchor_index = 0
-        for index, frame in enumerate(frames):
+        for index, encoded in enumerate(units):
             due = start + (index - anchor_index) / fps
             wait_s = due - self._clock()
             if wait_s < -MAX_LAG_S:
@@ -101,7 +109,6 @@ class StreamThread:
                 return
             if self._stop.is_set():
                 return
-            encoded = encoder.encode(frame)
             timestamp = self._initial_timestamp + round(index * H264_CLOCK_RATE / fps)
             packets = self._packetizer.packetize(encoded.nals, timestamp)
             if not self._call_soon(self._deliver, packets):

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import pstats
-import shutil
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.private_services import private_services
+from bench.profiling import print_profile
 from bench.relay.results import format_table, format_verdict
 from bench.relay.rig import RigConfig
-from bench.relay.runner import INGRESS_PREFETCH, BenchConfig, run_bench, say_stderr
-from camcount import services
-from migrations import upgrade
+from bench.relay.runner import INGRESS_PREFETCH, BenchConfig, run_bench
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,23 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_balancer=args.profile_balancer.absolute() if args.profile_balancer else None,
     )
     started = time.perf_counter()
-    os.environ.update(CAMCOUNT_STATE_DIR=str(args.state_dir),
-                      CAMCOUNT_AMQP_PORT=str(args.amqp_port), CAMCOUNT_PG_PORT=str(args.pg_port))
-    cfg = services.ServicesConfig.from_env("dev")
-    logs_dir = cfg.state_dir.parent / f"{cfg.state_dir.name}-logs"
-    services.stop_all(cfg)
-    shutil.rmtree(cfg.state_dir, ignore_errors=True)
-    shutil.rmtree(logs_dir, ignore_errors=True)
-    logs_dir.mkdir(parents=True)
-    say_stderr(f"starting private RabbitMQ :{args.amqp_port} and PostgreSQL :{args.pg_port} "
-               f"in {cfg.state_dir}")
-    try:
-        endpoints = services.start_all(cfg)
-        upgrade(endpoints.database_url)
-        result = asyncio.run(run_bench(config, endpoints.rabbitmq_url, endpoints.database_url,
-                                       logs_dir))
-    finally:
-        services.stop_all(cfg)
+    with private_services(args.state_dir, args.amqp_port, args.pg_port, "") as (
+        endpoints, logs_dir
+    ):
+        result = asyncio.run(run_bench(config, endpoints.rabbitmq_url,
+                                             endpoints.database_url, logs_dir))
     rig = config.rig
     print(f"{rig.cameras} cameras, {rig.workers} fake workers, {rig.body_bytes / 1000:g} KB "
           f"batches, prefetch {INGRESS_PREFETCH}, {rig.outstanding} outstanding when saturated, "
@@ -84,11 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(result.contestants, result.paced_rate))
     print(format_verdict(result.contestants))
     print(f"wall time {time.perf_counter() - started:.1f} s")
-    if config.profile_balancer is not None and config.profile_balancer.exists():
-        print("(the balancer ran under cProfile: its figures above carry the profiler's "
-              "overhead)")
-        stats = pstats.Stats(str(config.profile_balancer), stream=sys.stderr)
-        stats.sort_stats("tottime").print_stats(25)
+    print_profile(config.profile_balancer, "the balancer", 25)
     return 0
 
 
