@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,13 +28,10 @@ from contracts.messages import BatchHeaders
 from contracts.tables import camera_events, camera_leases, camera_status, cameras, counting_lines
 from ingest.service import Ingest
 from ingest.settings import IngestSettings
-from registry.app import create_app
-from registry.settings import RegistrySettings
-from simulator.mounts import MountSpec, SimulatorSettings
-from simulator.rtsp_server import RtspServer
-from simulator.sources import prepare_mount
+from simulator.mounts import MountSpec
 from tests.conftest import Isolated
-from tests.integration.test_ingest_nodes import RecordingSimulator
+from tests.integration.recording_simulator import RecordingSimulator, recording_simulator
+from tests.integration.registry_client import registry
 from tests.support import eventually
 
 NODE = "hot"
@@ -44,22 +40,6 @@ SETTLE_S = 1.5  # five planner rounds: time enough for a batch that should not c
 SIZES = {"a": (160, 100), "b": (256, 144)}  # the mounts told apart by their frames' width
 SECRET = "pa55word"
 T = TypeVar("T")
-
-
-@contextlib.asynccontextmanager
-async def registry(isolated: Isolated, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    # media_dir passed explicitly: a MEDIA_DIR in the developer's environment must not leak in.
-    settings = RegistrySettings(database_url=isolated.database_url, media_dir=None)
-    app = create_app(settings, engine, lambda: {"ok": True})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://registry") as client:
-        yield client
-
-
-@pytest.fixture
-async def api(isolated: Isolated, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    async with registry(isolated, engine) as client:
-        yield client
 
 
 async def add_camera(api: httpx.AsyncClient, camera_id: str = "door", **fields: Any
@@ -234,30 +214,8 @@ class Seen:
 async def two_mounts() -> AsyncIterator[tuple[RecordingSimulator, int]]:
     specs = [MountSpec(name=name, seed=i, fps=5, width=w, height=h, loop=True)
              for i, (name, (w, h)) in enumerate(SIZES.items())]
-    media = await asyncio.gather(*(asyncio.to_thread(prepare_mount, s) for s in specs))
-    server = RtspServer(SimulatorSettings(port=0, mounts=tuple(specs)),
-                        {m.spec.name: m for m in media})
-    recorder = RecordingSimulator()
-    logger = logging.getLogger("simulator.rtsp_server")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(recorder)
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host, peer_port = writer.get_extra_info("peername")[:2]
-        try:
-            await server.handle(reader, writer)
-        finally:  # a session also ends when its connection does, TEARDOWN or not
-            recorder.closed[f"{host}:{peer_port}"] = time.monotonic()
-
-    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield recorder, int(listener.sockets[0].getsockname()[1])
-    finally:
-        listener.close()
-        await server.close_all()
-        logger.removeHandler(recorder)
-        logger.setLevel(level)
+    async with recording_simulator(specs) as served:
+        yield served
 
 
 async def now_(value: T) -> T:

@@ -8,12 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
-import re
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import pytest
@@ -26,10 +23,9 @@ from contracts.messages import BatchHeaders
 from contracts.tables import camera_events, camera_leases, camera_status, cameras, ingest_nodes
 from ingest.service import Ingest
 from ingest.settings import IngestSettings
-from simulator.mounts import MountSpec, SimulatorSettings
-from simulator.rtsp_server import RtspServer
-from simulator.sources import prepare_mount
+from simulator.mounts import MountSpec
 from tests.conftest import Isolated
+from tests.integration.recording_simulator import RecordingSimulator, recording_simulator
 from tests.integration.roles import Fleet
 from tests.support import eventually
 
@@ -41,75 +37,14 @@ TEARDOWN_DELAY_S = 1.0  # below the RTSP client's 2 s wait for the TEARDOWN's an
 NODE_ENV = {"LEASE_TTL_S": str(TTL_S), "LEASE_RENEW_S": "0.5", "CAMERA_POLL_S": "0.3",
             "LEASE_MAX_RELEASES": "2", "INGEST_CAPACITY": "10", "LOG_LEVEL": "INFO"}
 T = TypeVar("T")
-_PLAYING = re.compile(r"session (\w+) playing (\S+) to (\S+)")
-_TORN_DOWN = re.compile(r"session (\w+) \((\S+)\) torn down by (\S+)")
-
-
-@dataclass
-class Session:
-    mount: str
-    peer: str
-    opened: float
-    ended: float | None = None
-
-
-@dataclass(eq=False)
-class RecordingSimulator(logging.Handler):
-    """The project's RTSP server, with every session's PLAY and end (TEARDOWN, or the
-    connection closing when the client died) timed from its own log lines and connections."""
-
-    sessions: dict[str, Session] = field(default_factory=dict)
-    closed: dict[str, float] = field(default_factory=dict)  # peer -> connection end
-
-    def __post_init__(self) -> None:
-        logging.Handler.__init__(self)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        now, message = time.monotonic(), record.getMessage()
-        if match := _PLAYING.search(message):
-            self.sessions[match[1]] = Session(match[2], match[3], now)
-        elif (match := _TORN_DOWN.search(message)) and match[1] in self.sessions:
-            self.sessions[match[1]].ended = now
-
-    def intervals(self) -> dict[str, list[tuple[float, float]]]:
-        out: dict[str, list[tuple[float, float]]] = {}
-        for s in self.sessions.values():
-            end = s.ended if s.ended is not None else self.closed.get(s.peer, float("inf"))
-            out.setdefault(s.mount, []).append((s.opened, end))
-        return {mount: sorted(spans) for mount, spans in out.items()}
-
-    def playing(self) -> set[str]:
-        return {mount for mount, spans in self.intervals().items() if spans[-1][1] == float("inf")}
 
 
 @contextlib.asynccontextmanager
 async def simulator(names: list[str]) -> AsyncIterator[tuple[RecordingSimulator, int]]:
     specs = [MountSpec(name=n, seed=i, fps=5, width=160, height=100, loop=True)
              for i, n in enumerate(names)]
-    media = await asyncio.gather(*(asyncio.to_thread(prepare_mount, s) for s in specs))
-    server = RtspServer(SimulatorSettings(port=0, mounts=tuple(specs)),
-                        {m.spec.name: m for m in media})
-    recorder = RecordingSimulator()
-    logger = logging.getLogger("simulator.rtsp_server")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(recorder)
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host, port = writer.get_extra_info("peername")[:2]
-        try:
-            await server.handle(reader, writer)
-        finally:
-            recorder.closed[f"{host}:{port}"] = time.monotonic()
-
-    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield recorder, int(listener.sockets[0].getsockname()[1])
-    finally:
-        listener.close()
-        await server.close_all()
-        logger.removeHandler(recorder)
-        logger.setLevel(level)
+    async with recording_simulator(specs) as served:
+        yield served
 
 
 @contextlib.asynccontextmanager

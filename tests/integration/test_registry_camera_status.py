@@ -4,8 +4,6 @@ written with SQL as ingest nodes write them, and read back through the API (and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +17,12 @@ from infra.ops import EmbeddedServer, bound_port
 from registry.app import create_app
 from registry.settings import RegistrySettings
 from tests.conftest import Isolated
+from tests.integration.registry_client import registry
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--no-first-run"]
 STATS = {"fps": 4.5, "decoded": 120, "sampled": 60, "dropped": 2, "reconnects": 1}
-
-
-@contextlib.asynccontextmanager
-async def registry(isolated: Isolated, engine: AsyncEngine, media_dir: Path | None = None,
-                   ) -> AsyncIterator[httpx.AsyncClient]:
-    # media_dir passed explicitly: a MEDIA_DIR in the developer's environment must not leak in.
-    settings = RegistrySettings(database_url=isolated.database_url, media_dir=media_dir)
-    app = create_app(settings, engine, lambda: {"ok": True})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://registry") as client:
-        yield client
-
-
-@pytest.fixture
-async def api(isolated: Isolated, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    async with registry(isolated, engine) as client:
-        yield client
 
 
 async def add_camera(api: httpx.AsyncClient, camera_id: str, **fields: Any) -> dict[str, Any]:
