@@ -60,6 +60,7 @@ class CameraPipeline:
                                settings.reconnect_healthy_s)
         self.epoch = 0
         self.counters = {"decoded": 0, "sampled": 0, "sessions": 0}
+        self._delivered = False
 
     @property
     def status(self) -> str:
@@ -95,6 +96,7 @@ class CameraPipeline:
                                       self.settings.max_batch_bytes))
         frames = camera_frames(spec.url, transport=self.settings.rtsp_transport,
                                timeout_s=self.settings.rtsp_timeout_s)
+        self._delivered = False  # set by the first frame: a failure after it is mid-stream
         session = asyncio.create_task(self._pump(frames, batcher), name=f"session-{spec.id}")
         try:
             await self._watch(session, batcher)
@@ -102,8 +104,7 @@ class CameraPipeline:
             metrics.RECONNECTS.labels(spec.id, exc.reason).inc()
             log.warning("camera %s: %s", spec.id, exc)
             self._apply(self.health.on_failure(time.time(), exc.reason, str(exc),
-                                               mid_stream=self.health.status is not None
-                                               and self.health.status != "connecting"))
+                                               mid_stream=self._delivered))
         except _Restart as exc:
             metrics.RECONNECTS.labels(spec.id, str(exc)).inc()
         finally:
@@ -135,10 +136,9 @@ class CameraPipeline:
 
     async def _pump(self, frames: AsyncIterator[DecodedFrame], batcher: Batcher) -> None:
         sampler = Sampler(self.spec.target_fps)
-        opened = False
         async for frame in frames:
-            if not opened:
-                opened = True
+            if not self._delivered:
+                self._delivered = True
                 self.health.on_session_open(time.monotonic())
             if not self.fence.held():
                 raise LeaseLost(self.spec.id, self.fence.token)

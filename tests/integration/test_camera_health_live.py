@@ -105,3 +105,27 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
+
+
+async def test_a_camera_that_accepts_but_never_answers_stays_unreachable(
+    camera_pipeline: StartPipeline,
+) -> None:
+    """Connect timeouts again and again: one verdict, not a flip to `connecting` per retry."""
+    connections = 0
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.read()  # hold the connection open, say nothing
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with camera_pipeline(f"rtsp://127.0.0.1:{port}/cam", rtsp_timeout_s=0.5) as running:
+            health = running.pipeline.health
+            await running.until("three attempts", lambda: connections >= 3)
+            assert health.status == "unreachable" and health.reason.startswith("timeout")
+            assert await running.status_history() == ["connecting", "unreachable"]
+    finally:
+        server.close()
