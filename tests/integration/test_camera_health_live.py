@@ -40,11 +40,15 @@ async def test_server_gone_and_back_reconnects_and_records_the_outage(
 ) -> None:
     port = free_port()
     mount = "cam1:synthetic:seed=4,crossings=6,warmup_s=0"
+    first_server = simulator(port, mount)
+    await first_server.__aenter__()  # up before the camera's first attempt
     async with camera_pipeline(f"rtsp://127.0.0.1:{port}/cam1") as running:
         health = running.pipeline.health
-        async with simulator(port, mount):
+        try:
             await running.until("live", lambda: health.status == "live")
             await asyncio.sleep(1.5)
+        finally:
+            await first_server.__aexit__(None, None, None)
         await running.until("down", lambda: health.status in ("connecting", "unreachable"))
         first_epoch = running.pipeline.epoch
         await asyncio.sleep(1.0)
