@@ -38,10 +38,13 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     The helper's CancelledError is expected and swallowed; one aimed at the caller (cancelled
     while it waits here) is passed on. Swallowing that too once kept an ingest camera
     reconnecting after SIGTERM, until the supervisor's SIGKILL."""
+    current = asyncio.current_task()
+    # Compared, not tested for zero: in the `finally` of a task that is itself being cancelled
+    # the count is already 1, and the helper's own CancelledError must not end that cleanup.
+    before = current.cancelling() if current is not None else 0
     task.cancel()
     try:
         await task
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
+        if current is not None and current.cancelling() > before:
             raise

@@ -41,3 +41,27 @@ async def test_a_caller_cancelled_while_waiting_stays_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 2)  # a swallowed cancel times out here instead
     assert not reached_after
+
+
+async def test_a_cancelled_callers_cleanup_stops_every_helper() -> None:
+    """In the `finally` of a task being cancelled, each helper's own cancellation is expected:
+    the cleanup goes on to the next helper, and the caller still ends cancelled."""
+    first = asyncio.create_task(_stubborn())
+    second = asyncio.create_task(_stubborn())
+    cleaned = False
+
+    async def caller() -> None:
+        nonlocal cleaned
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await cancel_and_wait(first)
+            await cancel_and_wait(second)
+            cleaned = True
+
+    task = asyncio.create_task(caller())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    assert first.cancelled() and second.cancelled() and cleaned
