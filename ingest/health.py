@@ -113,6 +113,11 @@ class CameraHealth:
 
     # --- frames ---
 
+    def on_decoded(self, now_mono: float) -> None:
+        """Any decoded frame, kept by the sampler or not: the stream is flowing. (Stalls are
+        judged on these, so a camera sampled at 0.1 fps is not stalled between samples.)"""
+        self._last_arrival_mono = now_mono
+
     def on_frame(self, now: float, now_mono: float, captured_at: float, pts_s: float,
                  signature: bytes) -> list[Effect]:
         """A sampled frame. `signature` is a small digest of the picture (equal when identical)."""

@@ -143,6 +143,7 @@ class CameraPipeline:
             if not self.fence.held():
                 raise LeaseLost(self.spec.id, self.fence.token)
             self.counters["decoded"] += 1
+            self.health.on_decoded(time.monotonic())
             metrics.FRAMES_DECODED.labels(self.spec.id).inc()
             if not sampler.take(frame.pts_s):
                 continue

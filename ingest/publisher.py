@@ -132,6 +132,11 @@ class Outbox:
                         self.events.cleared()
                 await self._next_event()
         finally:
+            # The camera stopped (handed over, disabled, lease lost): what never reached the
+            # broker is recorded as a gap, not lost silently.
+            while self._queue:
+                self._drop(self._queue.popleft(), "the camera stopped before the broker took it")
+            self._close_drops()
             for _, _, task in self._in_flight:
                 if task.done():
                     if not task.cancelled():

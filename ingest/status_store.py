@@ -34,6 +34,7 @@ log = logging.getLogger("camcount.ingest")
 
 MAX_PENDING_WRITES = 4096
 RETRY_MAX_S = 5.0
+EVENT_PUBLISH_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -162,10 +163,13 @@ class StatusBoard:
                 await self._write_other(conn, write)
         if message is not None and self.events is not None:
             try:
-                await self.events.publish(
-                    aio_pika.Message(message.model_dump_json().encode(),
-                                     content_type="application/json"),
-                    routing_key=f"camera.{message.status}")
+                # Bounded: during a broker alarm this publish would block, and with it every
+                # camera's status and gap writes queued behind it.
+                async with asyncio.timeout(EVENT_PUBLISH_TIMEOUT_S):
+                    await self.events.publish(
+                        aio_pika.Message(message.model_dump_json().encode(),
+                                         content_type="application/json"),
+                        routing_key=f"camera.{message.status}")
             except Exception as exc:  # the row is the record; the event is a hint
                 log.warning("camera %s: status event not published: %s", message.camera_id, exc)
 

@@ -171,3 +171,25 @@ async def test_a_lost_connection_resends_unconfirmed_batches_with_the_same_ids(
             first_seen.append(h.seq)
     assert first_seen == list(range(20)), "every batch arrives, first copies in seq order"
     assert recorder.dropped == []
+
+
+async def test_batches_still_queued_when_the_camera_stops_are_recorded_as_a_gap(
+    connection: AbstractRobustConnection,
+) -> None:
+    cfg = services.ServicesConfig.from_env("test")
+    recorder = Recorder()
+    outbox, task = await start(connection, recorder, max_queued=10, window=1)
+    services.rabbitmqctl(cfg, "set_vm_memory_high_watermark", "0")
+    try:
+        for i in range(5):
+            outbox.offer(batch(2, i))
+            await asyncio.sleep(0.05)
+        assert outbox.queued == 4 and outbox.in_flight == 1  # the broker takes nothing
+        await cancel_and_wait(task)  # the camera is handed over or disabled now
+    finally:
+        services.rabbitmqctl(cfg, "set_vm_memory_high_watermark", "0.4")
+    assert len(recorder.dropped) == 1
+    epoch, started_at, ended_at, detail = recorder.dropped[0]
+    assert (epoch, started_at, ended_at) == (2, batch(2, 1).captured_at,
+                                             batch(2, 4).last_captured_at)
+    assert detail == "20 frames in 4 batches: the camera stopped before the broker took it"
