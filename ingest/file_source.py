@@ -27,8 +27,7 @@ import numpy.typing as npt
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
-from ingest.rtsp_source import SourceStats
-from ingest.source import DecodedFrame, SourceError
+from ingest.source import DecodedFrame, SourceError, SourceStats
 
 __all__ = ["file_frames"]
 

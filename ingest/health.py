@@ -135,9 +135,6 @@ class CameraHealth:
             return self._become("frozen", f"{why} for {self.policy.frozen_s:g} s", now)
         return self._moving(now, captured_at)  # still within the benefit of the doubt
 
-    def frozen_for_s(self, now_mono: float) -> float:
-        return 0.0 if self._same_since_mono is None else now_mono - self._same_since_mono
-
     def on_tick(self, now: float, now_mono: float) -> list[Effect]:
         """The watchdog's periodic look, independent of the frame loop (a hung read is caught)."""
         if not self._session_open or self._last_arrival_mono is None:

@@ -31,8 +31,7 @@ import numpy.typing as npt
 
 from contracts.secrets import mask_url
 from ingest.multipart import MultipartError, MultipartParser, Part, parse_content_type
-from ingest.rtsp_source import SourceStats
-from ingest.source import DecodedFrame, SourceError
+from ingest.source import DecodedFrame, SourceError, SourceStats
 
 __all__ = ["mjpeg_frames"]
 

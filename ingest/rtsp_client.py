@@ -35,7 +35,6 @@ from infra.runner import cancel_and_wait
 from ingest.h264_depacketizer import parse_sprop_parameter_sets
 from ingest.source import SourceError, SourceFailure
 
-RtspFailure = SourceFailure
 Transport = Literal["tcp", "udp"]
 
 RTCP_BYE = 203
@@ -297,7 +296,7 @@ async def _step(what: str, masked: str, awaitable: Any) -> Any:
 _FAILED_METHOD = re.compile(r"request error for (\w+) ")
 
 
-_STATUS_REASONS: dict[int, RtspFailure] = {
+_STATUS_REASONS: dict[int, SourceFailure] = {
     401: "auth_failed",
     403: "auth_failed",
     404: "not_found",

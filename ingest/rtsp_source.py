@@ -7,28 +7,17 @@ when the server closed the session); reconnecting is the caller's policy.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 
 from ingest.decoder import AsyncH264Decoder
-from ingest.h264_depacketizer import DepacketizerStats, H264Depacketizer
+from ingest.h264_depacketizer import H264Depacketizer
 from ingest.rtsp_client import RtspError, Transport, open_stream
-from ingest.source import DecodedFrame
+from ingest.source import DecodedFrame, SourceStats
 
-__all__ = ["DecodedFrame", "RtspError", "SourceStats", "rtsp_frames"]
+__all__ = ["RtspError", "rtsp_frames"]
 
 _TS_MOD = 1 << 32
 _TS_HALF = 1 << 31
 _MAX_PENDING_ARRIVALS = 64
-
-
-@dataclass(slots=True)
-class SourceStats:
-    """Live counters of one `rtsp_frames` call; pass one in to read them while iterating."""
-
-    frames: int = 0
-    corrupt_access_units: int = 0
-    queue_dropped_packets: int = 0
-    depacketizer: DepacketizerStats | None = None
 
 
 class _Timeline:

@@ -8,6 +8,7 @@ other side closed the session. Reconnecting is the caller's policy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import av
@@ -15,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from contracts.secrets import mask_credentials
+from ingest.h264_depacketizer import DepacketizerStats
 
 SourceFailure = Literal[
     "auth_failed",  # 401/403, or credentials refused
@@ -37,6 +39,16 @@ class SourceError(Exception):
         super().__init__(f"{reason}: {mask_credentials(message)}")
         self.reason: SourceFailure = reason
         self.status = status
+
+
+@dataclass(slots=True)
+class SourceStats:
+    """Live counters of one source session; pass one in to read them while iterating."""
+
+    frames: int = 0
+    corrupt_access_units: int = 0  # undecodable units, JPEG parts or file packets: skipped
+    queue_dropped_packets: int = 0  # RTSP only: packets the consumer was too slow for
+    depacketizer: DepacketizerStats | None = None  # RTSP only
 
 
 class DecodedFrame:

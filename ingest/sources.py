@@ -19,8 +19,8 @@ from contracts.secrets import mask_url
 from ingest.file_source import file_frames
 from ingest.mjpeg_source import mjpeg_frames
 from ingest.rtsp_client import Transport
-from ingest.rtsp_source import SourceStats, rtsp_frames
-from ingest.source import DecodedFrame, SourceError
+from ingest.rtsp_source import rtsp_frames
+from ingest.source import DecodedFrame, SourceError, SourceStats
 
 __all__ = ["SourceStats", "camera_frames", "source_kind"]
 

@@ -23,7 +23,8 @@ from bench.ingest.results import (
 )
 from bench.ingest.rig import StreamSpec, parse_ingest_metrics
 from bench.ingest.runner import BenchConfig, run_bench
-from ingest.rtsp_source import SourceStats, rtsp_frames
+from ingest.rtsp_source import rtsp_frames
+from ingest.source import SourceStats
 from simulator.encoder import keyframe_interval
 from simulator.mounts import SimulatorSettings, parse_mount
 from simulator.rtsp_server import serve

@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from ingest.file_source import file_frames
-from ingest.rtsp_source import SourceStats
-from ingest.source import DecodedFrame, SourceError
+from ingest.source import DecodedFrame, SourceError, SourceStats
 from ingest.sources import camera_frames
 from simulator.mounts import SimulatorSettings, parse_mount
 from simulator.rtsp_server import serve

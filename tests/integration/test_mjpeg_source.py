@@ -25,8 +25,7 @@ import numpy as np
 import pytest
 
 from ingest.mjpeg_source import mjpeg_frames
-from ingest.rtsp_source import SourceStats
-from ingest.source import DecodedFrame, SourceError
+from ingest.source import DecodedFrame, SourceError, SourceStats
 from ingest.sources import camera_frames
 
 pytestmark = pytest.mark.timeout(60)

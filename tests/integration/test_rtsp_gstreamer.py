@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from ingest.rtsp_client import RtspError, open_stream
-from ingest.rtsp_source import DecodedFrame, SourceStats, rtsp_frames
+from ingest.rtsp_source import rtsp_frames
+from ingest.source import DecodedFrame, SourceStats
 from tests.integration.gst_peer import GstRtspPeer, free_port
 
 pytestmark = pytest.mark.timeout(60)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from ingest.rtsp_client import RtspError
-from ingest.rtsp_source import DecodedFrame, SourceStats, rtsp_frames
+from ingest.rtsp_source import rtsp_frames
+from ingest.source import DecodedFrame, SourceStats
 from simulator.mounts import SimulatorSettings, parse_mount
 from simulator.rtsp_server import serve
 
