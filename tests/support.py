@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
 import aio_pika
@@ -18,6 +19,7 @@ from contracts.batch import EncodedFrame, encode_batch
 from contracts.messages import BatchHeaders
 from contracts.tables import assignments, camera_progress, cameras, counting_lines, zones
 from ingest.jpeg import encode_jpeg
+from ingest.source import DecodedFrame, SourceError
 from simulator.scenes import SyntheticScene
 
 T = TypeVar("T")
@@ -147,3 +149,19 @@ def matched_boxes(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64],
             used_a.add(i)
             used_b.add(j)
     return len(used_a)
+
+
+async def take_frames(stream: AsyncGenerator[DecodedFrame, None], count: int | None = None,
+                      ) -> tuple[list[DecodedFrame], SourceError | None]:
+    """Frames of a source until `count`, or until it fails: (frames, its error or None). The
+    source is closed either way (its session torn down)."""
+    frames: list[DecodedFrame] = []
+    try:
+        async with contextlib.aclosing(stream):
+            async for frame in stream:
+                frames.append(frame)
+                if len(frames) == count:
+                    return frames, None
+    except SourceError as exc:
+        return frames, exc
+    raise AssertionError("a source ended without raising SourceError")

@@ -21,6 +21,7 @@ from ingest.source import DecodedFrame, SourceError, SourceStats
 from ingest.sources import camera_frames
 from simulator.mounts import SimulatorSettings, parse_mount
 from simulator.rtsp_server import serve
+from tests.support import take_frames
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,17 +69,7 @@ def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def take(source: Any, url: str | Path, count: int | None = None, **kwargs: Any
                ) -> tuple[list[DecodedFrame], SourceError | None]:
     """Frames until `count`, or until the source fails: (frames, its error or None)."""
-    frames: list[DecodedFrame] = []
-    stream = source(url, **kwargs)
-    try:
-        async with contextlib.aclosing(stream):
-            async for frame in stream:
-                frames.append(frame)
-                if len(frames) == count:
-                    return frames, None
-    except SourceError as exc:
-        return frames, exc
-    raise AssertionError("a source ended without raising SourceError")
+    return await take_frames(source(url, **kwargs), count)
 
 
 async def test_every_frame_in_order_then_ended(clip: Path) -> None:

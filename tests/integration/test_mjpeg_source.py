@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import itertools
 import secrets
@@ -27,6 +26,7 @@ import pytest
 from ingest.mjpeg_source import mjpeg_frames
 from ingest.source import DecodedFrame, SourceError, SourceStats
 from ingest.sources import camera_frames
+from tests.support import take_frames
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -190,17 +190,7 @@ async def camera() -> AsyncIterator[tuple[Camera, str]]:
 async def take(url: str, count: int | None = None, **kwargs: Any
                ) -> tuple[list[DecodedFrame], SourceError | None]:
     """Frames until `count`, or until the source fails: (frames, its error or None)."""
-    frames: list[DecodedFrame] = []
-    stream = kwargs.pop("source", mjpeg_frames)(url, **kwargs)
-    try:
-        async with contextlib.aclosing(stream):
-            async for frame in stream:
-                frames.append(frame)
-                if len(frames) == count:
-                    return frames, None
-    except SourceError as exc:
-        return frames, exc
-    raise AssertionError("a source ended without raising SourceError")
+    return await take_frames(kwargs.pop("source", mjpeg_frames)(url, **kwargs), count)
 
 
 @pytest.mark.parametrize("length", ["1", "0"])

@@ -8,7 +8,6 @@ each failure reports, and how a server that dies, freezes or comes back is seen.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from ingest.rtsp_client import RtspError, open_stream
 from ingest.rtsp_source import rtsp_frames
 from ingest.source import DecodedFrame, SourceStats
 from tests.integration.gst_peer import GstRtspPeer, free_port
+from tests.support import take_frames
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -58,12 +58,9 @@ def peer() -> Iterator[GstRtspPeer]:
 
 
 async def take(url: str, count: int, **kwargs: Any) -> list[DecodedFrame]:
-    frames: list[DecodedFrame] = []
-    async with contextlib.aclosing(rtsp_frames(url, **kwargs)) as stream:
-        async for frame in stream:
-            frames.append(frame)
-            if len(frames) == count:
-                break
+    frames, error = await take_frames(rtsp_frames(url, **kwargs), count)
+    if error is not None:
+        raise error
     return frames
 
 

@@ -18,6 +18,7 @@ from ingest.rtsp_source import rtsp_frames
 from ingest.source import DecodedFrame, SourceStats
 from simulator.mounts import SimulatorSettings, parse_mount
 from simulator.rtsp_server import serve
+from tests.support import take_frames
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,12 +43,9 @@ async def simulator() -> AsyncIterator[str]:
 
 
 async def take(url: str, count: int, **kwargs: Any) -> list[DecodedFrame]:
-    frames: list[DecodedFrame] = []
-    async with contextlib.aclosing(rtsp_frames(url, **kwargs)) as stream:
-        async for frame in stream:
-            frames.append(frame)
-            if len(frames) == count:
-                break
+    frames, error = await take_frames(rtsp_frames(url, **kwargs), count)
+    if error is not None:
+        raise error
     return frames
 
 
