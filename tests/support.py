@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import aio_pika
@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractChannel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from camcount import services
 from contracts.batch import EncodedFrame, encode_batch
 from contracts.messages import BatchHeaders
 from contracts.tables import assignments, camera_progress, cameras, counting_lines, zones
@@ -165,3 +166,14 @@ async def take_frames(stream: AsyncGenerator[DecodedFrame, None], count: int | N
     except SourceError as exc:
         return frames, exc
     raise AssertionError("a source ended without raising SourceError")
+
+
+@contextlib.contextmanager
+def broker_memory_alarm() -> Iterator[None]:
+    """The test broker in a memory alarm (it blocks every publisher) until the block ends."""
+    cfg = services.ServicesConfig.from_env("test")
+    services.rabbitmqctl(cfg, "set_vm_memory_high_watermark", "0")
+    try:
+        yield
+    finally:
+        services.rabbitmqctl(cfg, "set_vm_memory_high_watermark", "0.4")  # the default

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from camcount import services
 from tests.integration.pipeline_harness import StartPipeline, free_port, simulator
+from tests.support import broker_memory_alarm
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -68,7 +68,6 @@ async def test_server_gone_and_back_reconnects_and_records_the_outage(
 async def test_broker_memory_alarm_drops_oldest_records_the_gap_and_resumes(
     camera_pipeline: StartPipeline,
 ) -> None:
-    cfg = services.ServicesConfig.from_env("test")
     port = free_port()
     rss_before = rss_mb()
     async with simulator(port, "cam1:synthetic:seed=6,crossings=6,warmup_s=0"), \
@@ -76,8 +75,7 @@ async def test_broker_memory_alarm_drops_oldest_records_the_gap_and_resumes(
         pipeline, health = running.pipeline, running.pipeline.health
         await running.until("live", lambda: health.status == "live")
         await asyncio.sleep(1.5)
-        services.rabbitmqctl(cfg, "set_vm_memory_high_watermark", "0")
-        try:
+        with broker_memory_alarm():
             await running.until("backpressure", lambda: health.status == "backpressure")
             assert "blocks publishers" in health.reason or "confirms" in health.reason
             peak = 0
@@ -87,8 +85,6 @@ async def test_broker_memory_alarm_drops_oldest_records_the_gap_and_resumes(
                 assert pipeline.outbox.in_flight <= pipeline.settings.publish_window
                 await asyncio.sleep(0.1)
             assert pipeline.outbox.dropped_frames > 0 and peak == 3
-        finally:
-            services.rabbitmqctl(cfg, "set_vm_memory_high_watermark", "0.4")
         await running.until("live again", lambda: health.status == "live")
         sent_after = pipeline.counters["sampled"]
         await running.until("publishing again", lambda: pipeline.counters["sampled"]

@@ -21,6 +21,7 @@ from infra.runner import cancel_and_wait
 from ingest.cameras import CameraSpec
 from ingest.publisher import Batch, ConnectionLink, Outbox, OutboxEvents
 from tests.conftest import Isolated
+from tests.support import broker_memory_alarm
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -104,16 +105,14 @@ async def test_batches_arrive_in_seq_order_with_many_confirms_in_flight(
 async def test_memory_alarm_drops_the_oldest_records_the_span_and_resumes(
     connection: AbstractRobustConnection,
 ) -> None:
-    cfg = services.ServicesConfig.from_env("test")
     recorder = Recorder()
     outbox, task = await start(connection, recorder, max_queued=4, window=2)
-    try:
-        for i in range(5):
-            outbox.offer(batch(1, i))
-            await asyncio.sleep(0.05)
-        await outbox.drain(10)
-        assert recorder.dropped == []
-        services.rabbitmqctl(cfg, "set_vm_memory_high_watermark", "0")
+    for i in range(5):
+        outbox.offer(batch(1, i))
+        await asyncio.sleep(0.05)
+    await outbox.drain(10)
+    assert recorder.dropped == []
+    with broker_memory_alarm():
         offered_while_blocked = []
         for i in range(5, 45):
             b = batch(1, i)
@@ -125,8 +124,6 @@ async def test_memory_alarm_drops_the_oldest_records_the_span_and_resumes(
         # The broker says Connection.Blocked on the first publish after the alarm; drops
         # before that notice are put down to slow confirms.
         assert any("blocks publishers" in reason for reason in recorder.pressure)
-    finally:
-        services.rabbitmqctl(cfg, "set_vm_memory_high_watermark", "0.4")
     outbox.offer(batch(1, 99))
     await outbox.drain(30)
     await cancel_and_wait(task)
@@ -176,18 +173,14 @@ async def test_a_lost_connection_resends_unconfirmed_batches_with_the_same_ids(
 async def test_batches_still_queued_when_the_camera_stops_are_recorded_as_a_gap(
     connection: AbstractRobustConnection,
 ) -> None:
-    cfg = services.ServicesConfig.from_env("test")
     recorder = Recorder()
     outbox, task = await start(connection, recorder, max_queued=10, window=1)
-    services.rabbitmqctl(cfg, "set_vm_memory_high_watermark", "0")
-    try:
+    with broker_memory_alarm():
         for i in range(5):
             outbox.offer(batch(2, i))
             await asyncio.sleep(0.05)
         assert outbox.queued == 4 and outbox.in_flight == 1  # the broker takes nothing
         await cancel_and_wait(task)  # the camera is handed over or disabled now
-    finally:
-        services.rabbitmqctl(cfg, "set_vm_memory_high_watermark", "0.4")
     assert len(recorder.dropped) == 1
     epoch, started_at, ended_at, detail = recorder.dropped[0]
     assert (epoch, started_at, ended_at) == (2, batch(2, 1).captured_at,
