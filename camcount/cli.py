@@ -1,4 +1,4 @@
-"""The one command: `camcount <role|workers|up|simulate|services|migrate>`."""
+"""The one command: `camcount <role|workers|up|simulate|services|migrate|keys>`."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from camcount import model_export, services_cli
+    from camcount import keys_cli, model_export, services_cli
     from simulator import cli as simulator_cli
 
     parser = argparse.ArgumentParser(prog="camcount", description=__doc__)
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)"
                    ).set_defaults(func=_migrate)
     services_cli.add_parser(sub)
+    keys_cli.add_parser(sub)
     simulator_cli.add_parser(sub)
     model_export.add_parser(sub)
     return parser

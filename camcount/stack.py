@@ -7,6 +7,7 @@ dashboard URL and stops everything cleanly on Ctrl+C.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import sys
@@ -35,8 +36,25 @@ SIM_CAMERA = {
 }
 
 
-def _register_camera(api: str) -> None:
-    response = httpx.post(f"{api}/api/cameras", json=SIM_CAMERA, timeout=10)
+def _admin_key(database_url: str) -> str:
+    """A fresh admin key of every site for this run (printed in the dashboard link)."""
+    from infra.db import create_engine
+    from registry import api_keys
+
+    async def create() -> str:
+        engine = create_engine(database_url)
+        try:
+            _, token = await api_keys.create(engine, name="camcount up", role="admin", site="*")
+            return token
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(create())
+
+
+def _register_camera(api: str, key: str) -> None:
+    response = httpx.post(f"{api}/api/cameras", json=SIM_CAMERA, timeout=10,
+                          headers={"Authorization": f"Bearer {key}"})
     if response.status_code not in (201, 409):
         raise RuntimeError(f"registering the simulated camera failed: {response.text}")
 
@@ -69,12 +87,16 @@ def run_stack(*, keep_services: bool, open_browser: bool) -> int:
             children.append(processes.spawn(role, processes.role_argv(role), env))
         api = f"http://127.0.0.1:{REGISTRY_PORT}"
         processes.wait_healthy(f"{api}/health", children)
-        _register_camera(api)
+        key = _admin_key(endpoints.database_url)
+        _register_camera(api, key)
         children.append(processes.spawn("ingest", processes.role_argv("ingest"), env))
-        print(f"\n  camcount is up: dashboard {api}/  (Ctrl+C stops everything)\n", flush=True)
+        # The key rides in the fragment, which the browser never sends to the server.
+        dashboard = f"{api}/#key={key}"
+        print(f"\n  camcount is up: dashboard {dashboard}\n  (Ctrl+C stops everything)\n",
+              flush=True)
         if open_browser:
             with contextlib.suppress(Exception):
-                webbrowser.open(f"{api}/")
+                webbrowser.open(dashboard)
         while not stopping:
             dead = [c for c in children if not c.alive]
             if dead:

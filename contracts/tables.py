@@ -18,6 +18,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -27,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from contracts.access import DEFAULT_SITE, ROLES
+from contracts.alerting import ALERT_KINDS, ALERT_STATES
 from contracts.camera_status import CAMERA_STATUSES
 from contracts.messages import WorkerEventKind
 
@@ -55,6 +58,12 @@ cameras = Table(
     Column("stream_epoch", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("site", Text, nullable=False, server_default=DEFAULT_SITE,
+           comment="the shop/station it belongs to; API keys are scoped to sites"),
+    Column("pinned_address", Text, nullable=True,
+           comment="the IP the url's host resolved to when it was validated; ingest connects "
+                   "there and never re-resolves (DNS rebinding)"),
+    Index("ix_cameras_site", "site", "id"),
 )
 
 counting_lines = Table(
@@ -233,9 +242,9 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
-    Column("camera_id", Text, nullable=False),
-    Column("region", Text, nullable=False),
-    Column("topic", Text, nullable=False),
+    Column("camera_id", Text, nullable=True, comment="null: a fleet-wide event (worker down)"),
+    Column("region", Text, nullable=True),
+    Column("topic", Text, nullable=False, comment="counts | alerts"),
     Column("payload", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True), nullable=True),
@@ -296,4 +305,86 @@ camera_events = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("node_id", Text, nullable=True),
     Index("ix_camera_events_camera_at", "camera_id", "at"),
+)
+
+
+# --- operator surface: API keys, snapshots, alert rules and alerts (migration 0008) ---
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Text, primary_key=True, comment="public part of the key (cck_<id>_<secret>)"),
+    Column("name", Text, nullable=False),
+    Column("secret_sha256", Text, nullable=False, comment="hex digest; the secret is not kept"),
+    Column("role", Text, nullable=False),
+    Column("site", Text, nullable=False, comment="a site, or '*' for every site"),
+    Column("rate_per_s", Float, nullable=True, comment="requests/s; null: the registry's default"),
+    Column("burst", Integer, nullable=True, comment="requests at once; null: the default"),
+    Column("created_by", Text, nullable=True, comment="the key that created it; null: the CLI"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint(f"role IN ({', '.join(repr(r) for r in ROLES)})", name="ck_api_keys_role"),
+)
+
+camera_snapshots = Table(
+    "camera_snapshots",
+    metadata,
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True),
+    Column("jpeg", LargeBinary, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("captured_at", DateTime(timezone=True), nullable=False),
+    Column("node_id", Text, nullable=True),
+)
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("site", Text, nullable=True, comment="null: fleet-wide (workers, queues)"),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("camera_id", Text, ForeignKey("cameras.id", ondelete="CASCADE"), nullable=True),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb"),
+           comment="kind-specific: window_s, line_id, zone_id, object_class, statuses, queue"),
+    Column("threshold", Float, nullable=False),
+    Column("clear_threshold", Float, nullable=True,
+           comment="hysteresis: resolves at or below it; null: the threshold"),
+    Column("for_s", Float, nullable=False, server_default="0",
+           comment="the condition must hold this long before it fires"),
+    Column("cooldown_s", Float, nullable=False, server_default="300",
+           comment="after a resolution, the rule does not fire again for this long"),
+    Column("webhook_url", Text, nullable=True),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(f"kind IN ({', '.join(repr(k) for k in ALERT_KINDS)})",
+                    name="ck_alert_rules_kind"),
+    Index("ix_alert_rules_site", "site"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("rule_id", BigInteger, ForeignKey("alert_rules.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("site", Text, nullable=True),
+    Column("camera_id", Text, nullable=True),
+    Column("subject", Text, nullable=False, comment="what it is about: a camera, worker, queue"),
+    Column("state", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("value", Float, nullable=False, comment="the measurement when it fired"),
+    Column("threshold", Float, nullable=False),
+    Column("fired_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_at", DateTime(timezone=True), nullable=True),
+    Column("acknowledged_by", Text, nullable=True, comment="api key id"),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(f"state IN ({', '.join(repr(s) for s in ALERT_STATES)})",
+                    name="ck_alerts_state"),
+    # One open alert per rule and subject: firing twice is idempotent.
+    Index("uq_alerts_open", "rule_id", "subject", unique=True,
+          postgresql_where=text("state IN ('firing', 'acknowledged')")),
+    Index("ix_alerts_site_fired", "site", "fired_at"),
 )

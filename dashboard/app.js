@@ -6,8 +6,21 @@
 // ages are right even when the viewer's clock is off.
 const state = { cameras: new Map(), lastSeq: null, ws: null, serverOffsetMs: 0 };
 
+// The API key: from the link's fragment (#key=..., never sent to the server) on first load,
+// then from this tab's session storage.
+function apiKey() {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("key");
+  if (fromLink) {
+    sessionStorage.setItem("camcount-key", fromLink);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("camcount-key") || "";
+}
+
 async function getJSON(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  const response = await fetch(path, {
+    headers: { Accept: "application/json", Authorization: `Bearer ${apiKey()}` },
+  });
   if (!response.ok) throw new Error(`${path}: ${response.status}`);
   const date = Date.parse(response.headers.get("Date") || "");
   if (!Number.isNaN(date)) state.serverOffsetMs = date - Date.now();

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
@@ -17,9 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.ops import metrics_response
 from registry import metrics, repository
+from registry.auth import Auth, Principal
+from registry.body_limit import BodyLimit
 from registry.cameras_api import cameras_router
-from registry.errors import masked_validation_error
+from registry.errors import AUTHENTICATED, error_responses, masked_validation_error
 from registry.ingest_api import ingest_router
+from registry.keys_api import keys_router
 from registry.models import CameraOut, CountsOut
 from registry.settings import RegistrySettings
 from registry.workers_api import workers_router
@@ -30,6 +33,10 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title="camcount registry", version="0.1.0")
     app.add_exception_handler(RequestValidationError, masked_validation_error)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    auth = Auth(settings, engine)
+    Viewer = Annotated[Principal, Depends(auth.viewer)]
+    not_found = {**AUTHENTICATED, **error_responses(404)}
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]],
@@ -57,33 +64,38 @@ def create_app(
     async def get_config() -> dict[str, str]:
         return {"websocket_url": settings.broadcaster_public_url}
 
-    @app.get("/api/cameras")
+    @app.get("/api/cameras", tags=["cameras"], responses=AUTHENTICATED)
     async def list_cameras(
+        caller: Viewer,
         limit: Annotated[int, Query(ge=1, le=settings.max_page_size)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> list[CameraOut]:
-        return await repository.list_cameras(engine, limit=limit, offset=offset)
+        """The cameras of the key's site (all sites for a key of every site), by id."""
+        return await repository.list_cameras(engine, limit=limit, offset=offset,
+                                             site=caller.site_filter)
 
-    @app.get("/api/cameras/{camera_id}")
-    async def get_camera(camera_id: str) -> CameraOut:
-        found = await repository.get_camera(engine, camera_id)
+    @app.get("/api/cameras/{camera_id}", tags=["cameras"], responses=not_found)
+    async def get_camera(camera_id: str, caller: Viewer) -> CameraOut:
+        found = await repository.get_camera(engine, camera_id, caller.site_filter)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
         return found
 
-    @app.get("/api/cameras/{camera_id}/counts")
+    @app.get("/api/cameras/{camera_id}/counts", tags=["cameras"], responses=not_found)
     async def get_counts(
-        camera_id: str, minutes: Annotated[int, Query(ge=1, le=60 * 24 * 31)] = 60
+        camera_id: str, caller: Viewer,
+        minutes: Annotated[int, Query(ge=1, le=60 * 24 * 31)] = 60,
     ) -> CountsOut:
         since = datetime.now(UTC) - timedelta(minutes=minutes)
-        found = await repository.counts(engine, camera_id, since)
+        found = await repository.counts(engine, camera_id, since, caller.site_filter)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
         return found
 
-    app.include_router(cameras_router(settings, engine))
-    app.include_router(workers_router(settings, engine))
-    app.include_router(ingest_router(settings, engine))
+    app.include_router(cameras_router(settings, engine, auth))
+    app.include_router(workers_router(settings, engine, auth))
+    app.include_router(ingest_router(settings, engine, auth))
+    app.include_router(keys_router(settings, engine, auth))
 
     if settings.dashboard_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.dashboard_dir, html=True), name="dashboard")

@@ -9,13 +9,16 @@ time.
 """
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts.access import DEFAULT_SITE
 from registry import repository
+from registry.auth import Auth, Principal
+from registry.errors import AUTHENTICATED, error_responses
 from registry.media import media_file_problem
 from registry.models import CameraIn, CameraOut, CameraPatch
 from registry.settings import RegistrySettings
@@ -28,11 +31,24 @@ def _refused_url(message: str, url: str) -> RequestValidationError:
                                     "msg": message, "input": url}])
 
 
-def cameras_router(settings: RegistrySettings, engine: AsyncEngine) -> APIRouter:
-    router = APIRouter(tags=["cameras"])
+def _site_of_new_camera(caller: Principal, asked: str | None) -> str:
+    if caller.all_sites:
+        return asked or DEFAULT_SITE
+    if asked is not None and asked != caller.site:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"a key of site {caller.site!r} registers cameras of that site only")
+    return caller.site
 
-    @router.post("/api/cameras", status_code=status.HTTP_201_CREATED)
-    async def create_camera(camera: CameraIn) -> CameraOut:
+
+def cameras_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) -> APIRouter:
+    router = APIRouter(tags=["cameras"], responses=AUTHENTICATED)
+    Operator = Annotated[Principal, Depends(auth.operator)]
+    not_found = error_responses(404)
+
+    @router.post("/api/cameras", status_code=status.HTTP_201_CREATED,
+                 responses=error_responses(409))
+    async def create_camera(camera: CameraIn, caller: Operator) -> CameraOut:
+        camera = camera.model_copy(update={"site": _site_of_new_camera(caller, camera.site)})
         problem = media_file_problem(camera.url, settings.media_dir)
         if problem is not None:
             raise _refused_url(problem, camera.url)
@@ -42,8 +58,8 @@ def cameras_router(settings: RegistrySettings, engine: AsyncEngine) -> APIRouter
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 f"camera {camera.id!r} already exists") from None
 
-    @router.patch("/api/cameras/{camera_id}")
-    async def update_camera(camera_id: str, patch: CameraPatch) -> CameraOut:
+    @router.patch("/api/cameras/{camera_id}", responses=not_found)
+    async def update_camera(camera_id: str, patch: CameraPatch, caller: Operator) -> CameraOut:
         """Change the fields sent; the others keep their values. A url sent back masked,
         exactly as GET shows it, keeps the stored credentials (see CameraPatch)."""
 
@@ -59,14 +75,15 @@ def cameras_router(settings: RegistrySettings, engine: AsyncEngine) -> APIRouter
                     raise _refused_url(problem, changes["url"])
             return changes
 
-        found = await repository.update_camera(engine, camera_id, plan)
+        found = await repository.update_camera(engine, camera_id, plan, caller.site_filter)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
         return found
 
-    @router.delete("/api/cameras/{camera_id}", status_code=status.HTTP_204_NO_CONTENT)
-    async def delete_camera(camera_id: str) -> None:
-        if not await repository.delete_camera(engine, camera_id):
+    @router.delete("/api/cameras/{camera_id}", status_code=status.HTTP_204_NO_CONTENT,
+                   responses=not_found)
+    async def delete_camera(camera_id: str, caller: Operator) -> None:
+        if not await repository.delete_camera(engine, camera_id, caller.site_filter):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
 
     return router

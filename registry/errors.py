@@ -13,6 +13,7 @@ from fastapi import Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from contracts.secrets import mask_credentials
 
@@ -31,3 +32,28 @@ async def masked_validation_error(request: Request, exc: Exception) -> JSONRespo
     assert isinstance(exc, RequestValidationError)  # registered for that type only
     return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
                         content={"detail": _masked(jsonable_encoder(exc.errors()))})
+
+
+class ErrorOut(BaseModel):
+    detail: Any = Field(description="what is wrong: a message, or for 422 a list of errors "
+                        "each naming its field in `loc`")
+
+
+_DESCRIPTIONS = {
+    401: "no API key, or not a valid one",
+    403: "the key's role does not allow this",
+    404: "no such thing among those the key's site sees",
+    409: "it exists already",
+    413: "the request body is too large",
+    422: "invalid input; each error names its field",
+    429: "rate limit exceeded (see Retry-After)",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers a route can give."""
+    return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+# What every authenticated route can answer.
+AUTHENTICATED = error_responses(401, 403, 413, 422, 429)

@@ -114,6 +114,8 @@ class CameraIn(_Strict):
     id: Slug
     name: CameraName
     url: CameraUrl
+    site: Slug | None = Field(default=None, description="the key's own site when left out "
+                              "(required for a key of every site: 'default' otherwise)")
     region: Slug = "local"
     priority: Priority = Priority.NORMAL
     target_fps: TargetFps = 5.0
@@ -221,6 +223,7 @@ class CameraOut(BaseModel):
     id: str
     name: str
     url: str = Field(description="credentials masked")
+    site: str
     region: str
     priority: int
     target_fps: float

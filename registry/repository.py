@@ -6,11 +6,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from contracts.access import DEFAULT_SITE
 from contracts.messages import WorkerHeartbeat
 from contracts.secrets import mask_url
 from contracts.tables import (
@@ -45,8 +46,16 @@ class AlreadyExists(Exception):
     pass
 
 
+def visible(camera_id: str, site: str | None) -> ColumnElement[bool]:
+    """The camera `camera_id`, if it is of `site` (None: of any site). A camera of another
+    site is answered exactly like one that does not exist."""
+    clause = cameras.c.id == camera_id
+    return clause if site is None else and_(clause, cameras.c.site == site)
+
+
 async def create_camera(engine: AsyncEngine, camera: CameraIn) -> CameraOut:
     values = camera.model_dump(exclude={"lines", "zones"})
+    values["site"] = camera.site or DEFAULT_SITE
     values["priority"] = int(camera.priority)
     try:
         async with engine.begin() as conn:
@@ -76,6 +85,7 @@ async def create_camera(engine: AsyncEngine, camera: CameraIn) -> CameraOut:
 
 async def update_camera(
     engine: AsyncEngine, camera_id: str, plan: Callable[[Mapping[str, Any]], dict[str, Any]],
+    site: str | None = None,
 ) -> CameraOut | None:
     """Apply the changes `plan` makes of the stored row; None for an unknown camera.
 
@@ -86,7 +96,7 @@ async def update_camera(
     time it was disabled.
     """
     async with engine.begin() as conn:
-        stored = (await conn.execute(select(cameras).where(cameras.c.id == camera_id)
+        stored = (await conn.execute(select(cameras).where(visible(camera_id, site))
                                      .with_for_update(key_share=True))).first()
         if stored is None:
             return None
@@ -97,12 +107,12 @@ async def update_camera(
     return await get_camera(engine, camera_id)
 
 
-async def delete_camera(engine: AsyncEngine, camera_id: str) -> bool:
+async def delete_camera(engine: AsyncEngine, camera_id: str, site: str | None = None) -> bool:
     """False for an unknown camera. Lines, zones, counts, gaps, progress, its lease and status
     go with it (ON DELETE CASCADE); its status history (camera_events) is kept."""
     async with engine.begin() as conn:
         gone = await conn.execute(
-            cameras.delete().where(cameras.c.id == camera_id).returning(cameras.c.id))
+            cameras.delete().where(visible(camera_id, site)).returning(cameras.c.id))
         return gone.first() is not None
 
 
@@ -135,7 +145,8 @@ async def _zones(conn: AsyncConnection, camera_ids: list[str]) -> dict[str, list
 
 
 async def list_cameras(
-    engine: AsyncEngine, *, limit: int = 100, offset: int = 0, camera_id: str | None = None
+    engine: AsyncEngine, *, limit: int = 100, offset: int = 0, camera_id: str | None = None,
+    site: str | None = None,
 ) -> list[CameraOut]:
     query = (
         select(cameras, camera_progress.c.totals, camera_progress.c.occupancy)
@@ -146,6 +157,8 @@ async def list_cameras(
     )
     if camera_id is not None:
         query = query.where(cameras.c.id == camera_id)
+    if site is not None:
+        query = query.where(cameras.c.site == site)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
         lines = await _lines(conn, [r.id for r in rows])
@@ -153,7 +166,8 @@ async def list_cameras(
         statuses = await status_rows(conn, [r.id for r in rows])
     return [
         CameraOut(
-            id=r.id, name=r.name, url=mask_url(r.url), region=r.region, priority=r.priority,
+            id=r.id, name=r.name, url=mask_url(r.url), site=r.site, region=r.region,
+            priority=r.priority,
             target_fps=r.target_fps, batch_frames=r.batch_frames, batch_ms=r.batch_ms,
             deadline_s=r.deadline_s, capability=r.capability,
             object_classes=r.object_classes, min_confidence=r.min_confidence, model=r.model,
@@ -166,15 +180,18 @@ async def list_cameras(
     ]
 
 
-async def get_camera(engine: AsyncEngine, camera_id: str) -> CameraOut | None:
-    found = await list_cameras(engine, limit=1, camera_id=camera_id)
+async def get_camera(engine: AsyncEngine, camera_id: str, site: str | None = None,
+                     ) -> CameraOut | None:
+    found = await list_cameras(engine, limit=1, camera_id=camera_id, site=site)
     return found[0] if found else None
 
 
-async def counts(engine: AsyncEngine, camera_id: str, since: datetime) -> CountsOut | None:
+async def counts(engine: AsyncEngine, camera_id: str, since: datetime, site: str | None = None,
+                 ) -> CountsOut | None:
     """None when there is no such camera (checked in the same connection as the reads)."""
     async with engine.connect() as conn:
-        known = (await conn.execute(select(cameras.c.id).where(cameras.c.id == camera_id))).first()
+        known = (await conn.execute(select(cameras.c.id).where(visible(camera_id, site)))
+                 ).first()
         if known is None:
             return None
         current = (

@@ -18,6 +18,13 @@ class RegistrySettings(CommonSettings):
     worker_down_after_s: float = Field(default=5.0, gt=0)
     dashboard_dir: Path = DASHBOARD_DIR
     max_page_size: int = 500
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024,
+                                description="larger request bodies are refused with 413")
+    rate_limit_per_s: float = Field(default=20.0, gt=0,
+                                    description="per API key, unless the key sets its own")
+    rate_limit_burst: int = Field(default=60, ge=1)
+    api_key_cache_s: float = Field(default=5.0, ge=0,
+                                   description="a revoked key is refused within this time")
     media_dir: Path | None = Field(
         default=None, description="file:// camera urls must point under it; unset: refused")
 

@@ -77,13 +77,15 @@ def effective_status(camera: Row[Any], row: Row[Any] | None) -> CameraStatusOut:
     )
 
 
-async def camera_history(engine: AsyncEngine, camera_id: str, limit: int
-                         ) -> list[CameraEventOut] | None:
+async def camera_history(engine: AsyncEngine, camera_id: str, limit: int,
+                         site: str | None = None) -> list[CameraEventOut] | None:
     """Newest first; None for an unknown camera (events outlive a deleted camera, but the API
     answers only for registered ones)."""
     async with engine.connect() as conn:
-        known = (await conn.execute(select(cameras.c.id).where(cameras.c.id == camera_id))
-                 ).first()
+        query = select(cameras.c.id).where(cameras.c.id == camera_id)
+        if site is not None:
+            query = query.where(cameras.c.site == site)
+        known = (await conn.execute(query)).first()
         if known is None:
             return None
         rows = await conn.execute(

@@ -21,6 +21,7 @@ from contracts.tables import coverage_gaps
 from infra.db import create_engine
 from simulator.scenes import SyntheticScene
 from tests.conftest import Isolated
+from tests.integration.registry_client import bearer, new_key
 from tests.support import eventually, progress
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -82,7 +83,8 @@ async def test_known_crossings_arrive_exactly_in_postgres_and_over_websocket(
 ) -> None:
     scene = SyntheticScene(seed=SEED, crossings=CROSSINGS, warmup_s=WARMUP_S)
     api = f"http://127.0.0.1:{stack['http']}"
-    async with httpx.AsyncClient(base_url=api, timeout=5) as http:
+    api_key = await _admin_key(isolated)
+    async with httpx.AsyncClient(base_url=api, timeout=5, headers=bearer(api_key)) as http:
         await eventually(lambda: _status(http, "/health"), lambda s: s == 200, timeout_s=60)
         created = await http.post("/api/cameras", json={
             "id": "cam-e2e", "name": "e2e", "url": f"rtsp://127.0.0.1:{stack['rtsp']}/cam-e2e",
@@ -126,7 +128,15 @@ async def test_known_crossings_arrive_exactly_in_postgres_and_over_websocket(
     finally:
         await engine.dispose()
     await _every_role_is_healthy_with_metrics(stack)
-    await _dashboard_shows(api, truth, line_id)
+    await _dashboard_shows(api, api_key, truth, line_id)
+
+
+async def _admin_key(isolated: Isolated) -> str:
+    engine = create_engine(isolated.database_url)
+    try:
+        return await new_key(engine)
+    finally:
+        await engine.dispose()
 
 
 async def _every_role_is_healthy_with_metrics(ports: dict[str, int]) -> None:
@@ -140,7 +150,7 @@ async def _every_role_is_healthy_with_metrics(ports: dict[str, int]) -> None:
             assert metrics.status_code == 200 and "camcount_" in metrics.text, role
 
 
-async def _dashboard_shows(api: str, truth: dict[str, int], line_id: int) -> None:
+async def _dashboard_shows(api: str, key: str, truth: dict[str, int], line_id: int) -> None:
     """The same numbers on the dashboard page, in real Chromium (a person's view)."""
     if not HAVE_CHROMIUM:
         pytest.skip(f"{CHROMIUM} is not installed (./scripts/bootstrap installs it)")
@@ -151,7 +161,7 @@ async def _dashboard_shows(api: str, truth: dict[str, int], line_id: int) -> Non
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1100, "height": 500})
-            await page.goto(f"{api}/")
+            await page.goto(f"{api}/#key={key}")
             await page.wait_for_selector("#connection[data-state=live]", timeout=10_000)
             row = page.locator(f'tr[data-camera="cam-e2e"][data-line="{line_id}"]')
             for direction, count in expected.items():

@@ -8,11 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.db import create_engine
-from registry.app import create_app
-from registry.settings import RegistrySettings
 from tests.conftest import Isolated
+from tests.integration.registry_client import registry
 
 GOOD: dict[str, Any] = {
     "id": "door-1",
@@ -30,14 +29,9 @@ GOOD: dict[str, Any] = {
 
 
 @pytest.fixture
-async def api(isolated: Isolated) -> AsyncIterator[httpx.AsyncClient]:
-    settings = RegistrySettings(database_url=isolated.database_url)
-    engine = create_engine(isolated.database_url)
-    app = create_app(settings, engine, lambda: {"ok": True})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://registry") as client:
+async def api(isolated: Isolated, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    async with registry(isolated, engine) as client:
         yield client
-    await engine.dispose()
 
 
 def with_(**changes: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from infra.ops import EmbeddedServer, bound_port
 from registry.app import create_app
 from registry.settings import RegistrySettings
 from tests.conftest import Isolated
-from tests.integration.registry_client import registry
+from tests.integration.registry_client import bearer, new_key, registry
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -266,7 +266,8 @@ async def test_dashboard_shows_the_status_badge_and_the_nodes(
     try:
         await asyncio.wait_for(server.ready.wait(), 10)
         base = f"http://127.0.0.1:{bound_port(server)}"
-        async with httpx.AsyncClient(base_url=base) as api:
+        key = await new_key(engine, "viewer")
+        async with httpx.AsyncClient(base_url=base, headers=bearer(await new_key(engine))) as api:
             await add_camera(api, "door")
         await add_node(engine, "node-a", alive=True, capacity=8)
         await set_status(engine, "door", "live", "frames arriving", "node-a")
@@ -274,7 +275,7 @@ async def test_dashboard_shows_the_status_badge_and_the_nodes(
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = await browser.new_page()
-                await page.goto(f"{base}/")
+                await page.goto(f"{base}/#key={key}")
                 row = page.locator('#cameras tr[data-camera="door"]')
                 await row.locator('.camera-status[data-status="live"]').wait_for(timeout=10_000)
                 assert await row.locator("td.since").inner_text() == "5 min"

@@ -14,7 +14,7 @@ import contextlib
 import json
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from contracts.messages import WorkerHeartbeat
 from contracts.tables import worker_events
 from infra import amqp
 from tests.conftest import Isolated
+from tests.integration.registry_client import bearer, new_key
 from tests.integration.roles import BEAT_S, DOWN_BUDGET_S, free_port
 from tests.integration.roles import Fleet as Procs
 from tests.support import eventually
@@ -46,10 +47,11 @@ WRITE_S = 0.5  # event to committed row, on a busy test machine
 class Stack:
     procs: Procs
     api_port: int
+    key: str
 
     async def api(self, path: str) -> httpx.Response:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.api_port}",
-                                     timeout=5) as http:
+                                     timeout=5, headers=bearer(self.key)) as http:
             return await http.get(path)
 
     async def worker(self, worker_id: str) -> dict[str, Any]:
@@ -67,16 +69,21 @@ class Stack:
 
 
 @pytest.fixture
-def stack(isolated: Isolated, tmp_path: Path) -> Iterator[Stack]:
+async def stack(isolated: Isolated, engine: AsyncEngine, tmp_path: Path,
+                ) -> AsyncIterator[Stack]:
     procs = Procs(isolated, tmp_path)
     port = free_port()
     try:
         procs.start("registry", "registry", {"HTTP_PORT": str(port), "LOG_LEVEL": "INFO"})
-        yield Stack(procs, port)
+        yield Stack(procs, port, await new_key(engine, "viewer"))
     finally:
         processes.stop(list(procs.children.values()))
-        for log in sorted(tmp_path.glob("*.log")):
-            print(f"----- {log.name} -----\n{log.read_text(errors='replace')[-3000:]}")
+        _print_logs(tmp_path)
+
+
+def _print_logs(folder: Path) -> None:
+    for log in sorted(folder.glob("*.log")):
+        print(f"----- {log.name} -----\n{log.read_text(errors='replace')[-3000:]}")
 
 
 class FakeWorker:
