@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from contracts.alerting import AlertKind, AlertState
 from contracts.broker import Priority
 from contracts.camera_status import CameraStatus
 from contracts.ids import BatchId, check_slug
@@ -187,3 +188,28 @@ class CountUpdate(_Frozen):
     totals: dict[str, int] = Field(description="'line_id:direction:class' -> running total")
     occupancy: dict[str, int] = Field(default_factory=dict,
                                       description="'zone_id:class' -> objects inside now")
+
+
+class AlertEvent(_Frozen):
+    """An alert's change of state (fired, acknowledged, resolved), written to the outbox in the
+    transaction that changes it (topic 'alerts'), relayed to `results.alerts` and WebSockets.
+
+    The outbox payload is this without `event_seq`, which is the outbox row's id."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_seq: int = Field(description="outbox sequence, shared with count updates")
+    alert_id: int
+    rule_id: int
+    rule_name: str
+    kind: AlertKind
+    state: AlertState
+    site: str | None = Field(description="null: fleet-wide (a worker, a queue)")
+    camera_id: str | None
+    region: str | None
+    subject: str = Field(description="what it is about: a camera, a worker or a queue")
+    message: str = Field(description="for people; credentials masked")
+    value: float
+    threshold: float
+    at: float = Field(description="when this state was entered, epoch seconds")
+    fired_at: float
+    acknowledged_by: str | None = Field(default=None, description="api key id")
