@@ -61,6 +61,9 @@ class CameraPipeline:
         self.epoch = 0
         self.counters = {"decoded": 0, "sampled": 0, "sessions": 0}
         self._delivered = False
+        self._latest: EncodedFrame | None = None  # the newest sampled frame, for snapshots
+        self._snapshot_of: EncodedFrame | None = None
+        self._snapshot_mono = -float("inf")
 
     @property
     def status(self) -> str:
@@ -157,7 +160,8 @@ class CameraPipeline:
             if self.health.status == "frozen":
                 # A still picture counts nothing and is not coverage: try a fresh session.
                 raise _Restart("frozen")
-            self._offer(batcher.add(EncodedFrame(frame.received_at, width, height, jpeg), mono))
+            self._latest = EncodedFrame(frame.received_at, width, height, jpeg)
+            self._offer(batcher.add(self._latest, mono))
         raise SourceError("ended", f"{mask_url(self.spec.url)}: the source ended")
 
     def _offer(self, frames: list[EncodedFrame] | None) -> None:
@@ -181,6 +185,18 @@ class CameraPipeline:
                 "sampled": float(sampled), "dropped": float(self.outbox.dropped_frames),
                 "reconnects": float(max(0, self.counters["sessions"] - 1)),
             })
+            self._snapshot(time.monotonic())
+
+    def _snapshot(self, now_mono: float) -> None:
+        """Store the newest frame now and then: the first one at once, then every SNAPSHOT_S."""
+        latest, every_s = self._latest, self.settings.snapshot_s
+        if latest is None or latest is self._snapshot_of or every_s <= 0:
+            return
+        if now_mono - self._snapshot_mono < every_s:
+            return
+        self._snapshot_of, self._snapshot_mono = latest, now_mono
+        self.board.snapshot(self.spec.id, latest.jpeg, latest.width, latest.height,
+                            latest.captured_at)
 
     # --- outbox events ---
 

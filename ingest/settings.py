@@ -31,6 +31,8 @@ class IngestSettings(CommonSettings):
         "oldest are dropped (and recorded as a gap)")
     publish_window: int = Field(default=4, ge=1, description="unconfirmed publishes per camera")
     status_refresh_s: float = Field(default=1.0, gt=0, description="camera stats write period")
+    snapshot_s: float = Field(default=10.0, ge=0, description="how often a camera's latest "
+                              "frame is stored for the dashboard's line editor; 0: never")
     # Several nodes share the cameras through leases (ingest/leases.py, ingest/lease_store.py).
     ingest_capacity: int = Field(
         default=100, ge=0, description="most cameras this node pulls; cameras no node has room "

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.camera_status import CameraStatus
 from contracts.messages import CameraStatusMessage
-from contracts.tables import camera_events, camera_status, coverage_gaps
+from contracts.tables import camera_events, camera_snapshots, camera_status, coverage_gaps
 from ingest import metrics
 from ingest.health import Effect, GapClosed, GapOpened, StatusChange
 
@@ -74,7 +74,16 @@ class _Stats:
     stats: dict[str, float]
 
 
-_Write = _Status | _Gap | _Close | _Stats
+@dataclass(frozen=True)
+class _Snapshot:
+    camera_id: str
+    jpeg: bytes
+    width: int
+    height: int
+    captured_at: float
+
+
+_Write = _Status | _Gap | _Close | _Stats | _Snapshot
 
 
 def _ts(at: float) -> datetime:
@@ -125,6 +134,12 @@ class StatusBoard:
                 stats: dict[str, float]) -> None:
         if self._queue.qsize() < MAX_PENDING_WRITES // 2:  # stats are the first to go
             self._put(_Stats(camera_id, last_frame_at, stats))
+
+    def snapshot(self, camera_id: str, jpeg: bytes, width: int, height: int,
+                 captured_at: float) -> None:
+        """The camera's latest frame, for drawing lines on; dropped first, like stats."""
+        if self._queue.qsize() < MAX_PENDING_WRITES // 2:
+            self._put(_Snapshot(camera_id, jpeg, width, height, captured_at))
 
     def _put(self, write: _Write) -> None:
         try:
@@ -212,6 +227,12 @@ class StatusBoard:
                 coverage_gaps.c.reason == "camera_down",
                 coverage_gaps.c.ended_at.is_(None),
             ).values(ended_at=_ts(write.ended_at)))
+        elif isinstance(write, _Snapshot):
+            frame = {"jpeg": write.jpeg, "width": write.width, "height": write.height,
+                     "captured_at": _ts(write.captured_at), "node_id": self.node_id}
+            await conn.execute(pg_insert(camera_snapshots).values(
+                camera_id=write.camera_id, **frame).on_conflict_do_update(
+                index_elements=[camera_snapshots.c.camera_id], set_=frame))
         elif isinstance(write, _Stats):
             values: dict[str, Any] = {"stats": write.stats, "updated_at": sa.func.now()}
             if write.last_frame_at is not None:

@@ -21,6 +21,7 @@ from registry.auth import Auth, Principal
 from registry.body_limit import BodyLimit
 from registry.cameras_api import cameras_router
 from registry.errors import AUTHENTICATED, error_responses, masked_validation_error
+from registry.geometry_api import geometry_router
 from registry.ingest_api import ingest_router
 from registry.keys_api import keys_router
 from registry.models import CameraOut, CountsOut
@@ -96,6 +97,7 @@ def create_app(
     app.include_router(workers_router(settings, engine, auth))
     app.include_router(ingest_router(settings, engine, auth))
     app.include_router(keys_router(settings, engine, auth))
+    app.include_router(geometry_router(engine, auth))
 
     if settings.dashboard_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.dashboard_dir, html=True), name="dashboard")
