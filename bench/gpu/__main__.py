@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-device", type=int, default=0)
     parser.add_argument("--trt-cache", type=Path, default=None)
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    parser.add_argument("--streams", type=int, default=1,
+                        help="the detector's inference streams (OnnxDetector streams)")
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="the detector's max_batch (default: the largest of --batches)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -67,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         providers = choose_providers(ort.get_available_providers(), use_gpu=args.gpu,
                                      gpu_device=args.gpu_device, trt_cache_dir=args.trt_cache)
         bare = ort.InferenceSession(str(model), providers=providers)
+        largest = max(int(b) for b in args.batches.split(","))
         detector = OnnxDetector(model, use_gpu=args.gpu, gpu_device=args.gpu_device,
-                                max_batch=max(int(b) for b in args.batches.split(",")),
-                                trt_cache_dir=args.trt_cache)
-        print(f"model {model.name}, providers {bare.get_providers()}", flush=True)
+                                max_batch=args.chunk or largest,
+                                streams=args.streams, trt_cache_dir=args.trt_cache)
+        print(f"model {model.name}, providers {bare.get_providers()}, detector "
+              f"{args.streams} stream(s) of up to {detector.max_batch} frames", flush=True)
         print("batch | bare ORT frames/s | detector frames/s | detector/bare")
         print("------+-------------------+-------------------+--------------")
         name = bare.get_inputs()[0].name
