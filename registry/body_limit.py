@@ -1,5 +1,6 @@
-"""Refuse request bodies over a size (413) before they are read into memory: by the declared
-Content-Length, and by counting the bytes of a body sent without one (chunked)."""
+"""Refuse request bodies over a size (413) before the app reads them: by the declared
+Content-Length, or, for a body sent without one (chunked), by reading at most the limit first
+and handing the app the buffered body (bounded memory either way)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from registry import metrics
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -22,38 +19,44 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared < 0 or declared > self.max_bytes:
-                    await self._refuse(send)
-                    return
-        seen = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except _TooLarge:
-            if not started:
+        headers = dict(scope["headers"])
+        if b"content-length" in headers:
+            try:
+                declared = int(headers[b"content-length"])
+            except ValueError:
+                declared = -1
+            if not 0 <= declared <= self.max_bytes:
                 await self._refuse(send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body at all
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        buffered: Message | None = {"type": "http.request", "body": b"".join(chunks),
+                                    "more_body": False}
+
+        async def replay() -> Message:
+            nonlocal buffered
+            if buffered is not None:
+                message, buffered = buffered, None
+                return message
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
         metrics.BODIES_REFUSED.inc()
