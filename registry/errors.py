@@ -40,6 +40,7 @@ class ErrorOut(BaseModel):
 
 
 _DESCRIPTIONS = {
+    400: "the body is not valid JSON",
     401: "no API key, or not a valid one",
     403: "the key's role does not allow this",
     404: "no such thing among those the key's site sees",
@@ -56,4 +57,4 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 # What every authenticated route can answer.
-AUTHENTICATED = error_responses(401, 403, 413, 422, 429)
+AUTHENTICATED = error_responses(400, 401, 403, 413, 422, 429)
