@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import sys
 import time
@@ -18,15 +19,16 @@ from types import FrameType
 import httpx
 
 from camcount import processes, services
+from camcount.host_address import host_address
 from migrations import upgrade
+from registry.camera_urls import DEFAULT_CAMERA_NETWORKS
 
 REGISTRY_PORT = 8080
 BROADCASTER_PORT = 8765
-SIMULATOR_PORT = 8554
+SIMULATOR_PORT = 8554  # a default camera port (CAMERA_PORTS)
 SIM_CAMERA = {
     "id": "sim-1",
     "name": "Simulated camera (6 crossings every scene loop)",
-    "url": f"rtsp://127.0.0.1:{SIMULATOR_PORT}/sim-1",
     "target_fps": 10,
     "batch_frames": 5,
     "batch_ms": 1000,
@@ -52,8 +54,9 @@ def _admin_key(database_url: str) -> str:
     return asyncio.run(create())
 
 
-def _register_camera(api: str, key: str) -> None:
-    response = httpx.post(f"{api}/api/cameras", json=SIM_CAMERA, timeout=10,
+def _register_camera(api: str, key: str, simulator_host: str) -> None:
+    camera = {**SIM_CAMERA, "url": f"rtsp://{simulator_host}:{SIMULATOR_PORT}/sim-1"}
+    response = httpx.post(f"{api}/api/cameras", json=camera, timeout=10,
                           headers={"Authorization": f"Bearer {key}"})
     if response.status_code not in (201, 409):
         raise RuntimeError(f"registering the simulated camera failed: {response.text}")
@@ -63,12 +66,22 @@ def run_stack(*, keep_services: bool, open_browser: bool) -> int:
     cfg = services.ServicesConfig.from_env("dev")
     endpoints = services.start_all(cfg)
     upgrade(endpoints.database_url)
+    # The registry refuses camera urls on loopback: the simulator serves on this machine's own
+    # address, which the registry is told is a camera network.
+    simulator_host = host_address()
     env = {
         **endpoints.as_env(),
+        "CAMERA_NETWORKS": ",".join((*DEFAULT_CAMERA_NETWORKS, f"{simulator_host}/32")),
         "HTTP_PORT": str(REGISTRY_PORT),
         "WS_PORT": str(BROADCASTER_PORT),
         "BROADCASTER_PUBLIC_URL": f"ws://127.0.0.1:{BROADCASTER_PORT}/ws",
         "WORKER_ID": "worker-1",
+    }
+    # Only the registry (signs WebSocket tickets) and the broadcaster (verifies them) hold the
+    # secret: fresh for every run, so a ticket of an earlier run is worthless.
+    live_env = {
+        "WS_TICKET_SECRET": secrets.token_urlsafe(32),
+        "ALLOWED_ORIGINS": f"http://127.0.0.1:{REGISTRY_PORT},http://localhost:{REGISTRY_PORT}",
     }
     children: list[processes.Child] = []
     stopping = False
@@ -81,14 +94,15 @@ def run_stack(*, keep_services: bool, open_browser: bool) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         children.append(processes.spawn("simulator", processes.cli_argv(
-            "simulate", "--port", str(SIMULATOR_PORT),
+            "simulate", "--host", simulator_host, "--port", str(SIMULATOR_PORT),
             "--mount", "sim-1:synthetic:seed=1,crossings=6,loop=true"), env))
         for role in ("registry", "broadcaster", "worker", "balancer"):
-            children.append(processes.spawn(role, processes.role_argv(role), env))
+            role_env = {**env, **live_env} if role in ("registry", "broadcaster") else env
+            children.append(processes.spawn(role, processes.role_argv(role), role_env))
         api = f"http://127.0.0.1:{REGISTRY_PORT}"
         processes.wait_healthy(f"{api}/health", children)
         key = _admin_key(endpoints.database_url)
-        _register_camera(api, key)
+        _register_camera(api, key, simulator_host)
         children.append(processes.spawn("ingest", processes.role_argv("ingest"), env))
         # The key rides in the fragment, which the browser never sends to the server.
         dashboard = f"{api}/#key={key}"

@@ -67,14 +67,25 @@ def results_routing_key(region: str, camera_id: str) -> str:
     return f"{region}.{camera_id}"
 
 
+# Stands in for the region and camera of a fleet-wide alert (a worker, a queue); ids are slugs
+# starting with a letter or digit, so it names no real region or camera.
+FLEET = "_fleet"
+
+
+def alerts_routing_key(region: str | None, camera_id: str | None) -> str:
+    """`<region>.<camera_id>` like counts; `_fleet._fleet` for a fleet-wide alert."""
+    return results_routing_key(region or FLEET, camera_id or FLEET)
+
+
 HEARTBEATS_EXCHANGE = ExchangeSpec(HEARTBEATS, "fanout")
 RESULTS_COUNTS_EXCHANGE = ExchangeSpec(RESULTS_COUNTS, "topic")
+RESULTS_ALERTS_EXCHANGE = ExchangeSpec(RESULTS_ALERTS, "topic")
 EXCHANGES: tuple[ExchangeSpec, ...] = (
     ExchangeSpec(FRAMES_DLX, "direct"),
     HEARTBEATS_EXCHANGE,
     ExchangeSpec(REGISTRY_EVENTS, "topic"),
     RESULTS_COUNTS_EXCHANGE,
-    ExchangeSpec(RESULTS_ALERTS, "topic"),
+    RESULTS_ALERTS_EXCHANGE,
 )
 # One balancer consumes at a time (the others are hot standbys that take over when its
 # connection dies): two routing at once would interleave a camera's batches out of order.

@@ -188,7 +188,9 @@ count_buckets = Table(
     Column("direction", Text, primary_key=True),
     Column("bucket_start", DateTime(timezone=True), primary_key=True),
     Column("count", BigInteger, nullable=False),
-    Index("ix_count_buckets_camera_time", "camera_id", "bucket_start"),
+    # Covering (migration 0009): a camera's month of minutes is read from the index alone.
+    Index("ix_count_buckets_camera_time", "camera_id", "bucket_start",
+          postgresql_include=["line_id", "object_class", "direction", "count"]),
 )
 
 zone_buckets = Table(
@@ -204,7 +206,9 @@ zone_buckets = Table(
     Column("peak_occupancy", Integer, nullable=False, server_default="0"),
     Column("dwell_total_s", Float, nullable=False, server_default="0"),
     Column("dwell_count", BigInteger, nullable=False, server_default="0"),
-    Index("ix_zone_buckets_camera_time", "camera_id", "bucket_start"),
+    Index("ix_zone_buckets_camera_time", "camera_id", "bucket_start",
+          postgresql_include=["zone_id", "object_class", "entries", "exits", "peak_occupancy",
+                              "dwell_total_s", "dwell_count"]),
 )
 
 # Written only when the broker redelivers a batch (a worker died or drained holding it): a

@@ -28,6 +28,9 @@ class CameraSpec:
     deadline_s: float
     capability: str
     model: str | None
+    # The address the registry validated the url's host at: connected to instead of resolving
+    # the name again (DNS rebinding). None: a file, or a row written without the API.
+    pinned_address: str | None = None
 
 
 async def enabled_cameras(engine: AsyncEngine) -> dict[str, CameraSpec]:
@@ -35,7 +38,8 @@ async def enabled_cameras(engine: AsyncEngine) -> dict[str, CameraSpec]:
         rows = await conn.execute(sa.select(cameras).where(cameras.c.enabled))
         return {
             r.id: CameraSpec(r.id, r.url, r.region, Priority(r.priority), r.target_fps,
-                             r.batch_frames, r.batch_ms, r.deadline_s, r.capability, r.model)
+                             r.batch_frames, r.batch_ms, r.deadline_s, r.capability, r.model,
+                             r.pinned_address)
             for r in rows
         }
 

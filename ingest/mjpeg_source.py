@@ -9,6 +9,10 @@ Credentials come from the URL's userinfo and are sent only after the server's 40
 Digest when offered (so the password never crosses the wire), else Basic.
 MJPEG carries no timestamps, so pts_s is the arrival time of each part relative to the first,
 unless the parts carry mjpg-streamer's `X-Timestamp` (capture time, seconds).
+
+With a pinned address (registry/camera_urls.py) the request goes to that IP address while the
+Host header and TLS (SNI and the certificate check) keep the URL's host name, which is never
+resolved; redirects are then refused rather than followed: their target was never validated.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import cv2
@@ -75,8 +80,22 @@ class _ChallengeAuth(httpx.Auth):
             yield next(httpx.BasicAuth(self._username, self._password).auth_flow(request))
 
 
-def _split_credentials(url: str) -> tuple[str, httpx.Auth | None]:
-    """The URL without userinfo (httpx would otherwise send it as Basic, unasked) and the auth."""
+@dataclass(frozen=True)
+class _Request:
+    url: str  # without userinfo (httpx would otherwise send it as Basic, unasked)
+    auth: httpx.Auth | None
+    headers: dict[str, str]
+    extensions: dict[str, str]
+
+
+def _netloc(host: str, port: int | None) -> str:
+    bracketed = f"[{host}]" if ":" in host else host
+    return f"{bracketed}:{port}" if port else bracketed
+
+
+def _request(url: str, pinned_address: str | None) -> _Request:
+    """What to send for `url`: to `pinned_address` when given, the URL's host kept as the
+    Host header and TLS server name."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -84,12 +103,17 @@ def _split_credentials(url: str) -> tuple[str, httpx.Auth | None]:
         raise SourceError("protocol", f"{mask_url(url)}: invalid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SourceError("protocol", f"{mask_url(url)}: not an http(s) URL")
-    if parts.username is None:
-        return url, None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    netloc = f"{host}:{port}" if port else host
-    auth = _ChallengeAuth(unquote(parts.username), unquote(parts.password or ""))
-    return urlunsplit(parts._replace(netloc=netloc)), auth
+    auth = None
+    if parts.username is not None:
+        auth = _ChallengeAuth(unquote(parts.username), unquote(parts.password or ""))
+    headers = {"Accept": "multipart/x-mixed-replace"}
+    extensions: dict[str, str] = {}
+    target = _netloc(parts.hostname, port)
+    if pinned_address is not None:
+        headers["Host"] = target
+        extensions["sni_hostname"] = parts.hostname
+        target = _netloc(pinned_address, port or (443 if parts.scheme == "https" else 80))
+    return _Request(urlunsplit(parts._replace(netloc=target)), auth, headers, extensions)
 
 
 def _decode_jpeg(body: bytes) -> npt.NDArray[np.uint8] | None:
@@ -177,6 +201,10 @@ def _http_failure(exc: httpx.HTTPError, shown: str, *, streaming: bool) -> Sourc
 def _check_response(response: httpx.Response, shown: str) -> str | None:
     """The boundary of a usable MJPEG response (None: learn it from the body), else raise."""
     status = response.status_code
+    if response.is_redirect:
+        where = mask_url(response.headers.get("location", ""))
+        raise SourceError("protocol", f"{shown}: HTTP {status} redirect to {where!r} not "
+                          "followed (register the stream's own url)", status=status)
     if status in (401, 403):
         offered = ", ".join(
             v.split(None, 1)[0] for v in response.headers.get_list("www-authenticate") if v.strip()
@@ -212,18 +240,21 @@ async def _parts(
 async def mjpeg_frames(
     url: str,
     *,
+    pinned_address: str | None = None,
     timeout_s: float = 10.0,
     stats: SourceStats | None = None,
     max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
 ) -> AsyncGenerator[DecodedFrame, None]:
     """Yield decoded BGR frames from an MJPEG-over-HTTP stream until it fails (SourceError).
 
+    `pinned_address`: the IP address to connect to instead of resolving the URL's host.
+
     `timeout_s` bounds connecting, the answer, and each silence in the stream. A corrupt JPEG is
     skipped and counted in `stats.corrupt_access_units` (as is a part lost to broken framing).
     """
     counters = stats if stats is not None else SourceStats()
     shown = mask_url(url)
-    request_url, auth = _split_credentials(url)
+    request = _request(url, pinned_address)
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mjpeg-decode")
     corrupt = 0
@@ -233,11 +264,11 @@ async def mjpeg_frames(
         # session; what the camera's URL says is all that is sent.
         async with (
             httpx.AsyncClient(
-                timeout=httpx.Timeout(timeout_s), auth=auth, follow_redirects=True,
-                trust_env=False,
+                timeout=httpx.Timeout(timeout_s), auth=request.auth,
+                follow_redirects=pinned_address is None, trust_env=False,
             ) as client,
-            client.stream("GET", request_url, headers={"Accept": "multipart/x-mixed-replace"})
-            as response,
+            client.stream("GET", request.url, headers=request.headers,
+                          extensions=request.extensions) as response,
         ):
             parser = MultipartParser(
                 _check_response(response, shown), max_part_bytes=max_part_bytes

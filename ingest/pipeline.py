@@ -97,7 +97,8 @@ class CameraPipeline:
                  self.epoch)
         batcher = Batcher(BatchPolicy(spec.batch_frames, spec.batch_ms / 1000,
                                       self.settings.max_batch_bytes))
-        frames = camera_frames(spec.url, transport=self.settings.rtsp_transport,
+        frames = camera_frames(spec.url, pinned_address=spec.pinned_address,
+                               transport=self.settings.rtsp_transport,
                                timeout_s=self.settings.rtsp_timeout_s)
         self._delivered = False  # set by the first frame: a failure after it is mid-stream
         session = asyncio.create_task(self._pump(frames, batcher), name=f"session-{spec.id}")

@@ -7,6 +7,9 @@ the end of a stream (server close, RTCP BYE, no data) is an error too, never a q
 
 Credentials in the URL go to aiortsp's authenticator only; anything we log or raise shows the
 URL masked, and aiortsp's own log lines pass through a filter that masks them as well.
+
+With a pinned address (registry/camera_urls.py) TCP and UDP go there; the URL's host, never
+resolved, still names the camera in request URIs and TLS (SNI, certificate check).
 """
 
 from __future__ import annotations
@@ -175,6 +178,24 @@ class _ReceptionMixin:
             self.stats.handle_rtcp(report)
 
 
+class _Connection(RTSPConnection):  # type: ignore[misc]
+    """aiortsp's, with TLS checked against the URL's host rather than `host` (pinned)."""
+
+    def __init__(self, *args: Any, server_hostname: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server_hostname = server_hostname
+
+    async def prepare(self) -> None:
+        loop = asyncio.get_running_loop()
+        tls = {"ssl": self.ssl, "server_hostname": self.server_hostname} if self.ssl else {}
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: self, self.host, self.port, **tls),
+                self.default_timeout)
+        except (TimeoutError, OSError) as exc:
+            raise RTSPConnectionError(f"Unable to connect to {self.host}:{self.port}") from exc
+
+
 class _TcpTransport(_ReceptionMixin, TCPTransport):  # type: ignore[misc]
     pass
 
@@ -209,18 +230,20 @@ class RtspStream:
 async def open_stream(
     url: str,
     *,
+    pinned_address: str | None = None,
     transport: Transport = "tcp",
     timeout_s: float = 10.0,
     accept_codecs: Collection[str] | None = None,
 ) -> AsyncIterator[RtspStream]:
     """Connect, DESCRIBE, SETUP, PLAY; yield the playing stream; TEARDOWN on exit.
 
-    `url` is an `rtsp://[user:pass@]host[:port]/path` (or `rtsps://` for TLS). Every failure,
-    during setup or later while iterating packets, raises `RtspError`.
+    `url` is an `rtsp://[user:pass@]host[:port]/path` (or `rtsps://` for TLS), its host never
+    resolved when `pinned_address` is given. Every failure, during setup or later while
+    iterating packets, raises `RtspError`.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("rtsp", "rtsps", "rtspt") or not parts.hostname:
-        raise RtspError("protocol", f"not an RTSP URL: {url}")
+        raise RtspError("protocol", f"not an RTSP URL: {mask_credentials(url)}")
     # aiortsp's session strips the scheme and credentials it sends: give it a plain rtsp(s) URL.
     scheme = "rtsps" if parts.scheme == "rtsps" else "rtsp"
     request_url = urlunsplit(parts._replace(scheme=scheme))
@@ -230,14 +253,15 @@ async def open_stream(
 
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
-    connection = RTSPConnection(
-        parts.hostname,
+    connection = _Connection(
+        pinned_address or parts.hostname,
         port,
         username,
         password,
         logger=_aiortsp_log,
         timeout=timeout_s,
         ssl=tls,
+        server_hostname=parts.hostname,
     )
     try:
         await connection.prepare()

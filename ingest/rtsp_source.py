@@ -45,15 +45,18 @@ class _Timeline:
 async def rtsp_frames(
     url: str,
     *,
+    pinned_address: str | None = None,
     transport: Transport = "tcp",
     timeout_s: float = 10.0,
     stats: SourceStats | None = None,
 ) -> AsyncGenerator[DecodedFrame, None]:
-    """Yield decoded BGR frames from an H.264 RTSP stream until it fails (RtspError)."""
+    """Yield decoded BGR frames from an H.264 RTSP stream until it fails (RtspError).
+    `pinned_address`: connect there instead of resolving the URL's host (see open_stream)."""
     counters = stats if stats is not None else SourceStats()
     async with (
         open_stream(
-            url, transport=transport, timeout_s=timeout_s, accept_codecs=("H264",)
+            url, pinned_address=pinned_address, transport=transport, timeout_s=timeout_s,
+            accept_codecs=("H264",),
         ) as stream,
         AsyncH264Decoder() as decoder,
     ):

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from urllib.parse import urlsplit
 
-from contracts.secrets import mask_url
+from contracts.secrets import SecretMasker, mask_url, url_secrets
 from ingest.file_source import file_frames
 from ingest.mjpeg_source import mjpeg_frames
 from ingest.rtsp_client import Transport
@@ -52,25 +52,38 @@ def source_kind(url: str) -> str:
 async def camera_frames(
     url: str,
     *,
+    pinned_address: str | None = None,
     transport: Transport = "tcp",
     timeout_s: float = 10.0,
     stats: SourceStats | None = None,
 ) -> AsyncGenerator[DecodedFrame, None]:
     """Decoded frames of one session with the camera at `url`, until it fails (SourceError).
 
-    `transport` applies to RTSP only, `timeout_s` to network sources; a file plays in real time.
+    `pinned_address`: the IP address a network source connects to, in place of resolving the
+    URL's host (which still names the camera in the request, Host header and TLS SNI); None
+    resolves it. `transport` applies to RTSP only, `timeout_s` to network sources; a file
+    plays in real time.
     """
     kind = source_kind(url)
     source: AsyncGenerator[DecodedFrame, None]
     if kind == "rtsp":
-        source = rtsp_frames(url, transport=transport, timeout_s=timeout_s, stats=stats)
+        source = rtsp_frames(url, pinned_address=pinned_address, transport=transport,
+                             timeout_s=timeout_s, stats=stats)
     elif kind == "mjpeg":
-        source = mjpeg_frames(url, timeout_s=timeout_s, stats=stats)
+        source = mjpeg_frames(url, pinned_address=pinned_address, timeout_s=timeout_s,
+                              stats=stats)
     else:
         source = file_frames(url, realtime=True, stats=stats)
-    # aclosing: closing this generator must close the session now, not when collected.
-    async with contextlib.aclosing(source):
-        async for frame in source:
-            yield frame
+    try:
+        # aclosing: closing this generator must close the session now, not when collected.
+        async with contextlib.aclosing(source):
+            async for frame in source:
+                yield frame
+    except SourceError as exc:
+        # The URL's own secrets, in any encoding a server or library may have echoed them in
+        # (its userinfo is masked already, by shape).
+        masker = SecretMasker(url_secrets(url))
+        exc.args = tuple(masker.mask(a) if isinstance(a, str) else a for a in exc.args)
+        raise
     # Every source ends by raising; falling out of the loop means one broke that contract.
     raise SourceError("ended", f"{mask_url(url)}: the source stopped without a reason")

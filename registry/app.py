@@ -17,20 +17,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.ops import metrics_response
 from registry import metrics, repository
+from registry.alerts_api import alerts_router
 from registry.auth import Auth, Principal
 from registry.body_limit import BodyLimit
+from registry.camera_urls import Resolver, system_resolver
 from registry.cameras_api import cameras_router
 from registry.errors import AUTHENTICATED, error_responses, masked_validation_error
+from registry.fleet_api import fleet_router
 from registry.geometry_api import geometry_router
 from registry.ingest_api import ingest_router
 from registry.keys_api import keys_router
 from registry.models import CameraOut, CountsOut
+from registry.reports_api import reports_router
 from registry.settings import RegistrySettings
+from registry.tickets_api import tickets_router
 from registry.workers_api import workers_router
 
 
 def create_app(
-    settings: RegistrySettings, engine: AsyncEngine, health: Callable[[], dict[str, Any]]
+    settings: RegistrySettings, engine: AsyncEngine, health: Callable[[], dict[str, Any]],
+    resolver: Resolver = system_resolver,
 ) -> FastAPI:
     app = FastAPI(title="camcount registry", version="0.1.0")
     app.add_exception_handler(RequestValidationError, masked_validation_error)
@@ -93,11 +99,15 @@ def create_app(
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
         return found
 
-    app.include_router(cameras_router(settings, engine, auth))
+    app.include_router(cameras_router(settings, engine, auth, resolver))
     app.include_router(workers_router(settings, engine, auth))
     app.include_router(ingest_router(settings, engine, auth))
     app.include_router(keys_router(settings, engine, auth))
+    app.include_router(reports_router(settings, engine, auth))
+    app.include_router(tickets_router(settings, auth))
     app.include_router(geometry_router(engine, auth))
+    app.include_router(fleet_router(settings, engine, auth))
+    app.include_router(alerts_router(settings, engine, auth, resolver))
 
     if settings.dashboard_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.dashboard_dir, html=True), name="dashboard")

@@ -18,6 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.access import DEFAULT_SITE
 from registry import repository
 from registry.auth import Auth, Principal
+from registry.camera_urls import (
+    CameraUrlGuard,
+    CameraUrlPolicy,
+    CameraUrlRefused,
+    Resolver,
+    system_resolver,
+)
 from registry.errors import AUTHENTICATED, error_responses
 from registry.media import media_file_problem
 from registry.models import CameraIn, CameraOut, CameraPatch
@@ -40,8 +47,10 @@ def _site_of_new_camera(caller: Principal, asked: str | None) -> str:
     return caller.site
 
 
-def cameras_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) -> APIRouter:
+def cameras_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth,
+                   resolver: Resolver = system_resolver) -> APIRouter:
     router = APIRouter(tags=["cameras"], responses=AUTHENTICATED)
+    urls = CameraUrlGuard(CameraUrlPolicy.from_settings(settings), resolver)
     Operator = Annotated[Principal, Depends(auth.operator)]
     not_found = error_responses(404)
 
@@ -53,7 +62,11 @@ def cameras_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) 
         if problem is not None:
             raise _refused_url(problem, camera.url)
         try:
-            return await repository.create_camera(engine, camera)
+            pinned = await urls.pin(camera.url)
+        except CameraUrlRefused as exc:
+            raise _refused_url(str(exc), camera.url) from None
+        try:
+            return await repository.create_camera(engine, camera, pinned_address=pinned)
         except repository.AlreadyExists:
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 f"camera {camera.id!r} already exists") from None
@@ -61,7 +74,17 @@ def cameras_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) 
     @router.patch("/api/cameras/{camera_id}", responses=not_found)
     async def update_camera(camera_id: str, patch: CameraPatch, caller: Operator) -> CameraOut:
         """Change the fields sent; the others keep their values. A url sent back masked,
-        exactly as GET shows it, keeps the stored credentials (see CameraPatch)."""
+        exactly as GET shows it, keeps the stored credentials (see CameraPatch). A changed url
+        is validated as on creation and its address pinned anew."""
+        # Resolved before the row is locked (no lock held across DNS); judged only if the url
+        # turns out to change, so one registered before the policy tightened still round-trips.
+        pinned: str | None = None
+        refusal: str | None = None
+        if "url" in patch.model_fields_set:
+            try:
+                pinned = await urls.pin(patch.url)
+            except CameraUrlRefused as exc:
+                refusal = str(exc)
 
         def plan(stored: Mapping[str, Any]) -> dict[str, Any]:
             try:
@@ -70,9 +93,10 @@ def cameras_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) 
                 raise _refused_url(str(exc), patch.url) from None
             # Only a changed url: one registered before MEDIA_DIR moved may still round-trip.
             if "url" in changes:
-                problem = media_file_problem(changes["url"], settings.media_dir)
+                problem = media_file_problem(changes["url"], settings.media_dir) or refusal
                 if problem is not None:
                     raise _refused_url(problem, changes["url"])
+                changes["pinned_address"] = pinned
             return changes
 
         found = await repository.update_camera(engine, camera_id, plan, caller.site_filter)

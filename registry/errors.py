@@ -7,6 +7,7 @@ credentials masked in every string of it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import Request, status
@@ -21,6 +22,8 @@ from contracts.secrets import mask_credentials
 def _masked(value: Any) -> Any:
     if isinstance(value, str):
         return mask_credentials(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # a refused 1e400 echoed back: JSON has no infinity (else a 500)
     if isinstance(value, dict):
         return {key: _masked(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

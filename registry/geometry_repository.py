@@ -31,9 +31,9 @@ async def _replace(conn: AsyncConnection, table: Table, camera_id: str, column: 
     """`wanted`: name -> geometry (JSON) of the active set after the change."""
     active = {r.name: r for r in await conn.execute(
         select(table).where(table.c.camera_id == camera_id, table.c.active))}
-    versions: dict[str, int] = dict(await conn.execute(
+    versions: dict[str, int] = dict((await conn.execute(
         select(table.c.name, func.max(table.c.version))
-        .where(table.c.camera_id == camera_id).group_by(table.c.name)))
+        .where(table.c.camera_id == camera_id).group_by(table.c.name))).all())
     for name, row in active.items():
         if wanted.get(name) != row._mapping[column]:
             await conn.execute(table.update().where(table.c.id == row.id).values(active=False))

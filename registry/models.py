@@ -21,11 +21,8 @@ from contracts.broker import Priority
 from contracts.geometry import LineGeometry, Point
 from contracts.ids import check_slug
 from contracts.secrets import MASK, mask_url
-from registry.media import FILE_SCHEME, check_file_url_shape
+from registry.camera_urls import check_url_shape
 from registry.status_models import CameraStatusOut
-
-# http(s): MJPEG cameras; file: recorded footage, only under the registry's MEDIA_DIR.
-ALLOWED_SCHEMES = ("rtsp", "rtsps", "http", "https", FILE_SCHEME)
 
 
 class _Strict(BaseModel):
@@ -63,25 +60,9 @@ class ZoneIn(_Strict):
 
 
 def _check_url(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"camera url is not a valid URL: {exc}") from None
-    if parts.scheme not in ALLOWED_SCHEMES:
-        raise ValueError(
-            f"camera url scheme must be one of {', '.join(ALLOWED_SCHEMES)}; "
-            f"got {parts.scheme or 'none'!r}"
-        )
-    if parts.scheme == FILE_SCHEME:
-        # Only the shape here: whether the path lies under MEDIA_DIR is a setting, checked
-        # by the route (registry/media.py).
-        check_file_url_shape(parts)
-        return value
-    if not parts.hostname:
-        raise ValueError("camera url has no host")
-    if port == 0:
-        raise ValueError("camera url port must be 1-65535")
+    # The shape only: the allowed ports and networks are settings and resolving the host is
+    # I/O, both done by the route (registry/camera_urls.py), as MEDIA_DIR is (registry/media.py).
+    check_url_shape(value)
     return value
 
 

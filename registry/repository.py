@@ -53,8 +53,10 @@ def visible(camera_id: str, site: str | None) -> ColumnElement[bool]:
     return clause if site is None else and_(clause, cameras.c.site == site)
 
 
-async def create_camera(engine: AsyncEngine, camera: CameraIn) -> CameraOut:
+async def create_camera(engine: AsyncEngine, camera: CameraIn,
+                        pinned_address: str | None = None) -> CameraOut:
     values = camera.model_dump(exclude={"lines", "zones"})
+    values["pinned_address"] = pinned_address  # in the same insert: ingest never sees it unset
     values["site"] = camera.site or DEFAULT_SITE
     values["priority"] = int(camera.priority)
     try:

@@ -1,4 +1,5 @@
-"""Registry wiring: the API server and the heartbeat consumer in one TaskGroup."""
+"""Registry wiring: the API server, the heartbeat consumer, the alert evaluator and its
+webhook sender in one TaskGroup."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from contracts.messages import WorkerHeartbeat
 from infra import amqp, db
 from infra.ops import EmbeddedServer, bound_port
 from registry import metrics, repository
+from registry.alerting.evaluator import Evaluator
+from registry.alerting.webhook import WebhookSender
 from registry.app import create_app
 from registry.settings import RegistrySettings
 
@@ -24,12 +27,20 @@ class Registry:
         self.settings = settings
         self.engine = db.create_engine(settings.database_url)
         self.heartbeats_consumed = False
+        self.webhooks: WebhookSender | None = None
+        self.evaluator: Evaluator | None = None
 
     def health(self) -> dict[str, Any]:
-        return {"ok": self.heartbeats_consumed, "role": "registry"}
+        alerts = "off" if self.evaluator is None else self.evaluator.role
+        return {"ok": self.heartbeats_consumed, "role": "registry", "alerts": alerts}
 
     async def run(self, stop: asyncio.Event) -> None:
         app = create_app(self.settings, self.engine, self.health)
+        self.webhooks = WebhookSender(self.settings)
+        # The API's acknowledgements send their webhooks through the same sender.
+        app.state.alert_webhooks = self.webhooks
+        if self.settings.alert_evaluator:
+            self.evaluator = Evaluator(self.settings, self.engine, self.webhooks)
         server = EmbeddedServer(uvicorn.Config(
             app, host=self.settings.http_host, port=self.settings.http_port,
             log_level="warning", lifespan="off",
@@ -39,6 +50,9 @@ class Registry:
             channel = await connection.channel()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(server.serve())
+                background = [tg.create_task(self.webhooks.run())]
+                if self.evaluator is not None:
+                    background.append(tg.create_task(self.evaluator.run()))
                 beats, tag = await amqp.consume_heartbeats(channel, self._on_heartbeat)
                 self.heartbeats_consumed = True
                 await server.ready.wait()
@@ -46,6 +60,8 @@ class Registry:
                          bound_port(server))
                 await stop.wait()
                 await beats.cancel(tag)
+                for task in background:
+                    task.cancel()
                 server.should_exit = True
         finally:
             await connection.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import socket
 import time
 from collections.abc import Iterator
@@ -15,11 +16,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 from camcount import processes
 from contracts.tables import coverage_gaps
 from infra.db import create_engine
 from simulator.scenes import SyntheticScene
+from tests.camera_host import camera_env, camera_host
 from tests.conftest import Isolated
 from tests.integration.registry_client import bearer, new_key
 from tests.support import eventually, progress
@@ -54,16 +57,24 @@ def stack(isolated: Isolated, tmp_path: Path) -> Iterator[dict[str, int]]:
         **isolated.env(), "HTTP_PORT": str(ports["http"]), "WS_PORT": str(ports["ws"]),
         "BROADCASTER_PUBLIC_URL": f"ws://127.0.0.1:{ports['ws']}/ws",
         "WORKER_ID": "w-e2e", "CAMERA_POLL_S": "0.5", "LOG_LEVEL": "INFO",
+        **camera_env(ports["rtsp"]),  # the registry accepts the simulator as a camera
     }
     children = [processes.spawn(
         "simulator",
-        processes.cli_argv("simulate", "--port", str(ports["rtsp"]), "--mount",
+        processes.cli_argv("simulate", "--host", camera_host(), "--port", str(ports["rtsp"]),
+                           "--mount",
                            f"cam-e2e:synthetic:seed={SEED},crossings={CROSSINGS},"
                            f"warmup_s={WARMUP_S}"),
         env, tmp_path / "simulator.log",
     )]
+    # The registry signs WebSocket tickets and the broadcaster verifies them: they alone share
+    # the secret; the broadcaster takes upgrades from the dashboard's origin.
+    live_env = {"WS_TICKET_SECRET": secrets.token_urlsafe(32),
+                "ALLOWED_ORIGINS": f"http://127.0.0.1:{ports['http']}"}
     for role in ("registry", "broadcaster", "worker", "balancer", "ingest"):
         role_env = {**env, "OPS_PORT": str(ports.get(f"ops-{role}", 0))}
+        if role in ("registry", "broadcaster"):
+            role_env |= live_env
         children.append(
             processes.spawn(role, processes.role_argv(role), role_env, tmp_path / f"{role}.log")
         )
@@ -87,7 +98,7 @@ async def test_known_crossings_arrive_exactly_in_postgres_and_over_websocket(
     async with httpx.AsyncClient(base_url=api, timeout=5, headers=bearer(api_key)) as http:
         await eventually(lambda: _status(http, "/health"), lambda s: s == 200, timeout_s=60)
         created = await http.post("/api/cameras", json={
-            "id": "cam-e2e", "name": "e2e", "url": f"rtsp://127.0.0.1:{stack['rtsp']}/cam-e2e",
+            "id": "cam-e2e", "name": "e2e", "url": f"rtsp://{camera_host()}:{stack['rtsp']}/cam-e2e",
             "target_fps": 10, "batch_frames": 5, "batch_ms": 1000,
             "lines": [{"name": "centre", "a": {"x": 0.5, "y": 0.0}, "b": {"x": 0.5, "y": 1.0}}],
         })
@@ -100,7 +111,11 @@ async def test_known_crossings_arrive_exactly_in_postgres_and_over_websocket(
     assert sum(truth.values()) == CROSSINGS
 
     received: dict[str, int] = {}
-    async with connect(f"ws://127.0.0.1:{stack['ws']}/ws") as ws:
+    async with httpx.AsyncClient(base_url=api, timeout=5, headers=bearer(api_key)) as http:
+        issued = (await http.post("/api/ws-ticket")).json()
+    assert issued["websocket_url"] == f"ws://127.0.0.1:{stack['ws']}/ws"
+    async with connect(f"{issued['websocket_url']}?ticket={issued['ticket']}",
+                       origin=Origin(api)) as ws:
         assert json.loads(await ws.recv())["type"] == "hello"
         await ws.send(json.dumps({"op": "subscribe", "cameras": ["cam-e2e"]}))
         deadline = time.monotonic() + scene.duration_s + 60

@@ -85,12 +85,15 @@ class GstRtspPeer:
 
     `port=None` lets the server pick a free port on the first start; `restart()` reuses it.
     The stream is H.264 640x360 at 25 fps on `mount`; UDP is offered unless `udp_ok=False`.
+    It listens on `host`: loopback by default, tests/camera_host.py's address for a camera
+    registered through the API (which refuses loopback).
     """
 
     def __init__(
         self,
         *,
         port: int | None = None,
+        host: str = "127.0.0.1",
         mount: str = "/cam",
         auth: Auth | None = None,
         user: str | None = None,
@@ -102,6 +105,7 @@ class GstRtspPeer:
         if auth is not None and (user is None or password is None):
             raise ValueError("auth needs user and password")
         self.port = port
+        self.host = host
         self.mount = mount
         self.auth = auth
         self.user = user
@@ -195,7 +199,7 @@ class GstRtspPeer:
     def url(
         self, user: str | None = None, password: str | None = None, path: str | None = None
     ) -> str:
-        """rtsp://[user[:password]@]127.0.0.1:port/path, credentials percent-encoded;
+        """rtsp://[user[:password]@]host:port/path, credentials percent-encoded;
         `path` defaults to the mount."""
         if self.port is None:
             raise GstPeerError("the peer has no port yet: start() it first")
@@ -205,7 +209,7 @@ class GstRtspPeer:
             if password is not None:
                 userinfo += ":" + quote(password, safe="")
             userinfo += "@"
-        return f"rtsp://{userinfo}127.0.0.1:{self.port}{path or self.mount}"
+        return f"rtsp://{userinfo}{self.host}:{self.port}{path or self.mount}"
 
     def stderr_tail(self, limit: int = 3000) -> str:
         if self._stderr is None:
@@ -216,7 +220,8 @@ class GstRtspPeer:
     # -- internals -----------------------------------------------------------------------
 
     def _arguments(self) -> list[str]:
-        args = ["--port", str(self.port or 0), "--mount", self.mount, "--quit-on-stdin-eof"]
+        args = ["--port", str(self.port or 0), "--host", self.host, "--mount", self.mount,
+                "--quit-on-stdin-eof"]
         if self.auth is not None:
             args += ["--auth", self.auth, "--user", self.user or "", "--password",
                      self.password or ""]

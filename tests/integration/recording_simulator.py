@@ -58,9 +58,10 @@ class RecordingSimulator(logging.Handler):
 
 @contextlib.asynccontextmanager
 async def recording_simulator(
-    specs: list[MountSpec],
+    specs: list[MountSpec], host: str = "127.0.0.1",
 ) -> AsyncIterator[tuple[RecordingSimulator, int]]:
-    """The simulator serving `specs` on a free port, recording every session's span."""
+    """The simulator serving `specs` on a free port of `host`, recording every session's
+    span."""
     media = await asyncio.gather(*(asyncio.to_thread(prepare_mount, s) for s in specs))
     server = RtspServer(SimulatorSettings(port=0, mounts=tuple(specs)),
                         {m.spec.name: m for m in media})
@@ -77,7 +78,7 @@ async def recording_simulator(
         finally:  # a session also ends when its connection does, TEARDOWN or not
             recorder.closed[f"{host}:{port}"] = time.monotonic()
 
-    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+    listener = await asyncio.start_server(handle, host, 0)
     try:
         yield recorder, int(listener.sockets[0].getsockname()[1])
     finally:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.access import ALL_SITES
 from registry import api_keys
 from registry.app import create_app
+from registry.camera_urls import Resolver, system_resolver
 from registry.settings import RegistrySettings
 from tests.conftest import Isolated
 
@@ -30,14 +31,15 @@ def bearer(token: str) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def registry(isolated: Isolated, engine: AsyncEngine, media_dir: Path | None = None,
-                   *, key: str | None = None, **overrides: object,
-                   ) -> AsyncIterator[httpx.AsyncClient]:
+                   *, key: str | None = None, resolver: Resolver = system_resolver,
+                   **overrides: object) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the app, authenticated with `key` (default: a new admin key of every
-    site). Settings beyond the database come from `overrides` only."""
+    site). Settings beyond the database come from `overrides` only; camera hosts resolve
+    through `resolver`."""
     # media_dir passed explicitly: a MEDIA_DIR in the developer's environment must not leak in.
     settings = RegistrySettings(database_url=isolated.database_url, media_dir=media_dir,
                                 **overrides)  # type: ignore[arg-type]
-    app = create_app(settings, engine, lambda: {"ok": True})
+    app = create_app(settings, engine, lambda: {"ok": True}, resolver)
     token = key if key is not None else await new_key(engine)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://registry", headers=bearer(token)) as client:

@@ -29,6 +29,7 @@ from contracts.tables import camera_events, camera_leases, camera_status, camera
 from ingest.service import Ingest
 from ingest.settings import IngestSettings
 from simulator.mounts import MountSpec
+from tests.camera_host import camera_host, camera_settings
 from tests.conftest import Isolated
 from tests.integration.recording_simulator import RecordingSimulator, recording_simulator
 from tests.integration.registry_client import registry
@@ -214,7 +215,8 @@ class Seen:
 async def two_mounts() -> AsyncIterator[tuple[RecordingSimulator, int]]:
     specs = [MountSpec(name=name, seed=i, fps=5, width=w, height=h, loop=True)
              for i, (name, (w, h)) in enumerate(SIZES.items())]
-    async with recording_simulator(specs) as served:
+    # On this machine's own address: camera urls on loopback are refused.
+    async with recording_simulator(specs, camera_host()) as served:
         yield served
 
 
@@ -256,7 +258,9 @@ async def test_a_running_node_follows_cameras_added_changed_disabled_and_deleted
         camera_poll_s=POLL_S, lease_ttl_s=2.0, reconnect_initial_s=0.2, status_refresh_s=0.5)
     node = Ingest(settings)
     stop = asyncio.Event()
-    async with two_mounts() as (sim, port), registry(isolated, engine) as api:
+    host = camera_host()
+    async with (two_mounts() as (sim, port),
+                registry(isolated, engine, **camera_settings(port)) as api):
         running = asyncio.create_task(node.run(stop))
         try:
             await eventually(lambda: now_(node.polling), bool, timeout_s=15)
@@ -264,7 +268,7 @@ async def test_a_running_node_follows_cameras_added_changed_disabled_and_deleted
 
             # Added: the node takes it on its next round and publishes its batches.
             t = time.monotonic()
-            await add_camera(api, url=f"rtsp://127.0.0.1:{port}/a", target_fps=5,
+            await add_camera(api, url=f"rtsp://{host}:{port}/a", target_fps=5,
                              batch_frames=2, batch_ms=1000)
             first = (await eventually(lambda: batches_after(t), bool, timeout_s=20))[0]
             assert first.width == SIZES["a"][0] and first.headers.frame_count == 2
@@ -281,9 +285,9 @@ async def test_a_running_node_follows_cameras_added_changed_disabled_and_deleted
 
             # Another mount, with credentials: the simulator plays `b` now, and only `b`.
             t = time.monotonic()
-            url_b = f"rtsp://viewer:{SECRET}@127.0.0.1:{port}/b"
+            url_b = f"rtsp://viewer:{SECRET}@{host}:{port}/b"
             moved = await patch(api, "door", url=url_b)
-            assert moved["url"] == f"rtsp://viewer:***@127.0.0.1:{port}/b"
+            assert moved["url"] == f"rtsp://viewer:***@{host}:{port}/b"
             fresh = await eventually(lambda: batches_after(t, epoch), bool, timeout_s=15)
             assert {s.width for s in fresh} == {SIZES["b"][0]}
             await eventually(lambda: now_(sim.playing()), lambda p: p == {"b"}, timeout_s=10)

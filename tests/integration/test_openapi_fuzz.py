@@ -59,7 +59,9 @@ def _fuzz(base: str, key: str) -> None:
 async def test_no_5xx_and_no_schema_violation(isolated: Isolated, engine: AsyncEngine) -> None:
     await seed_camera(engine, "door")
     key = await new_key(engine, "admin", "*", rate_per_s=10_000, burst=10_000)
-    settings_ = RegistrySettings(database_url=isolated.database_url, media_dir=None)
+    # Configured as in production: without WS_TICKET_SECRET, POST /api/ws-ticket answers 503.
+    settings_ = RegistrySettings(database_url=isolated.database_url, media_dir=None,
+                                 ws_ticket_secret="fuzz-" + "x" * 32)
     server = EmbeddedServer(uvicorn.Config(
         create_app(settings_, engine, lambda: {"ok": True}), host="127.0.0.1", port=0,
         log_level="warning", lifespan="off"))

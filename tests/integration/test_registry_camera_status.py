@@ -17,6 +17,7 @@ from infra.ops import EmbeddedServer, bound_port
 from registry.app import create_app
 from registry.settings import RegistrySettings
 from tests.conftest import Isolated
+from tests.fake_dns import FakeDns
 from tests.integration.registry_client import bearer, new_key, registry
 
 CHROMIUM = "/usr/bin/chromium"
@@ -202,7 +203,9 @@ async def test_mjpeg_and_media_dir_urls_are_accepted(
 ) -> None:
     media = tmp_path / "media"
     media.mkdir()
-    async with registry(isolated, engine, media_dir=media) as api:
+    # cam.local, as a camera's name on the site's network would resolve.
+    dns = FakeDns({"cam.local": ["10.0.0.7"]})
+    async with registry(isolated, engine, media_dir=media, resolver=dns) as api:
         created = await add_camera(api, "cam", url=url.format(media=media))
     assert created["url"] == url.format(media=media).replace(":pw@", ":***@")
 

@@ -2,11 +2,12 @@
 
 Run it with Debian's interpreter, not the venv's: python3-gi serves /usr/bin/python3 only.
 
-    /usr/bin/python3 tests/peers/gst_rtsp_server.py --port 8554 [--mount /cam]
+    /usr/bin/python3 tests/peers/gst_rtsp_server.py --port 8554 [--host H] [--mount /cam]
         [--auth basic|digest --user U --password W] [--frozen] [--udp-ok]
 
 It serves live H.264 (640x360 at 25 fps, an IDR every second, SPS/PPS in band) and prints one
-line, "gst-rtsp ready rtsp://127.0.0.1:<port><mount>", once clients can connect. `--port 0`
+line, "gst-rtsp ready rtsp://<host>:<port><mount>", once clients can connect (host: 127.0.0.1
+unless `--host` names another address of this machine). `--port 0`
 takes a free port and the ready line tells which. TCP interleaved only unless `--udp-ok`, so a
 UDP request gets 461 from a TCP-only camera. `--frozen` serves a picture that never changes
 while its timestamps advance, like a camera whose sensor froze.
@@ -50,6 +51,7 @@ SESSION_CLEANUP_S = 2
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="GStreamer RTSP server test peer")
     parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--mount", default="/cam")
     parser.add_argument("--auth", choices=("basic", "digest"))
     parser.add_argument("--user")
@@ -114,13 +116,13 @@ def main(argv: list[str]) -> int:
             return 2
 
     server = GstRtspServer.RTSPServer()
-    server.set_address("127.0.0.1")
+    server.set_address(args.host)
     server.set_service(str(args.port))
     server.get_mount_points().add_factory(args.mount, make_factory(args))
     if args.auth:
         server.set_auth(make_auth(args))
     if server.attach(None) == 0:
-        print(f"gst-rtsp: cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
+        print(f"gst-rtsp: cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1
 
     loop = GLib.MainLoop()
@@ -146,7 +148,7 @@ def main(argv: list[str]) -> int:
         condition = GLib.IOCondition.IN | GLib.IOCondition.HUP
         GLib.io_add_watch(sys.stdin.fileno(), GLib.PRIORITY_DEFAULT, condition, on_stdin)
 
-    print(f"gst-rtsp ready rtsp://127.0.0.1:{server.get_bound_port()}{args.mount}", flush=True)
+    print(f"gst-rtsp ready rtsp://{args.host}:{server.get_bound_port()}{args.mount}", flush=True)
     loop.run()
     return 0
 
