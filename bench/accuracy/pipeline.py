@@ -4,6 +4,10 @@ role as its own process, on private RabbitMQ and PostgreSQL servers started for 
 The servers get a state folder and ports of their own (default .state/bench, 5695, 5455) and
 are wiped at start, so a run never sees an earlier run's cameras, queues or counts, and never
 touches the dev or test stacks.
+
+The registry refuses camera URLs on loopback: the simulator serves on this machine's own
+address (camcount/host_address.py), which the registry is told is a camera network, as
+`camcount up` does.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import math
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -28,9 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.accuracy.truth import PixelLine
 from camcount import processes, services
+from camcount.host_address import host_address
 from contracts.tables import camera_progress, coverage_gaps, crossing_events
 from infra.db import create_engine
 from migrations import upgrade
+from registry import api_keys
+from registry.camera_urls import DEFAULT_CAMERA_NETWORKS, DEFAULT_CAMERA_PORTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_TYPE = "onnx"
@@ -77,10 +85,19 @@ class OursResult:
     stage_ms: dict[str, float] = field(default_factory=dict)
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+async def _admin_key(database_url: str) -> str:
+    engine = create_engine(database_url)
+    try:
+        _, token = await api_keys.create(engine, name="bench accuracy", role="admin", site="*")
+        return token
+    finally:
+        await engine.dispose()
 
 
 def _metric(text: str, name: str, **labels: str) -> float | None:
@@ -129,11 +146,13 @@ class Stack:
                           CAMCOUNT_PG_PORT=str(ports.pg))
         self.cfg = services.ServicesConfig.from_env("dev")
         self.logs = self.cfg.state_dir.parent / f"{self.cfg.state_dir.name}-logs"
-        self.ports = {"rtsp": free_port(), "http": free_port(), "ws": free_port(),
-                      "worker_ops": free_port()}
+        self.camera_host = host_address()
+        self.ports = {"rtsp": free_port(self.camera_host), "http": free_port(),
+                      "ws": free_port(), "worker_ops": free_port()}
         self.api = f"http://127.0.0.1:{self.ports['http']}"
         self.children: list[processes.Child] = []
         self.database_url = ""
+        self.api_key = ""
 
     def start(self) -> None:
         services.stop_all(self.cfg)
@@ -148,6 +167,10 @@ class Stack:
             "WS_PORT": str(self.ports["ws"]),
             "BROADCASTER_PUBLIC_URL": f"ws://127.0.0.1:{self.ports['ws']}/ws",
             "CAMERA_POLL_S": "0.5", "LOG_LEVEL": "INFO",
+            "CAMERA_NETWORKS": ",".join((*DEFAULT_CAMERA_NETWORKS, f"{self.camera_host}/32")),
+            "CAMERA_PORTS": ",".join(str(p) for p in (*DEFAULT_CAMERA_PORTS,
+                                                       self.ports["rtsp"])),
+            "WS_TICKET_SECRET": secrets.token_hex(32),
             # The simulator plays each clip once and ends the session; ingest would replay it
             # on reconnect and count it twice, so its first reconnect is pushed past the run.
             "RECONNECT_INITIAL_S": "3600", "RECONNECT_MAX_S": "3600",
@@ -161,11 +184,13 @@ class Stack:
         for clip in self.clips:
             mounts += ["--mount",
                        f"{clip.camera_id}:file:path={clip.video},fps={clip.fps * self.speed:g}"]
-        self._spawn("simulator",
-                    processes.cli_argv("simulate", "--port", str(self.ports["rtsp"]), *mounts), env)
+        self._spawn("simulator", processes.cli_argv(
+            "simulate", "--host", self.camera_host, "--port", str(self.ports["rtsp"]), *mounts),
+            env)
         for role in ("registry", "broadcaster", "worker", "balancer", "ingest"):
             self._spawn(role, processes.role_argv(role), worker_env if role == "worker" else env)
         processes.wait_healthy(f"{self.api}/health", self.children, 90)
+        self.api_key = asyncio.run(_admin_key(self.database_url))
         # The worker loads and warms up the model before it serves /health.
         worker_health = f"http://127.0.0.1:{self.ports['worker_ops']}/health"
         processes.wait_healthy(worker_health, self.children, 180)
@@ -195,7 +220,7 @@ class Stack:
         (a_x, a_y), (b_x, b_y) = clip.line.relative(clip.width, clip.height)
         camera = {
             "id": clip.camera_id, "name": clip.name,
-            "url": f"rtsp://127.0.0.1:{self.ports['rtsp']}/{clip.camera_id}",
+            "url": f"rtsp://{self.camera_host}:{self.ports['rtsp']}/{clip.camera_id}",
             "target_fps": clip.fps * self.speed, "batch_frames": self.batch_frames,
             "batch_ms": 1000,
             "deadline_s": DEADLINE_S, "capability": WORKER_TYPE,
@@ -204,7 +229,8 @@ class Stack:
         expected_batches = math.ceil(clip.frames / self.batch_frames)
         engine = create_engine(self.database_url, pool_size=1)
         try:
-            async with httpx.AsyncClient(base_url=self.api, timeout=10) as http:
+            async with httpx.AsyncClient(base_url=self.api, timeout=10, headers={
+                    "Authorization": f"Bearer {self.api_key}"}) as http:
                 metrics_before = await asyncio.to_thread(self.worker_metrics)
                 created = await http.post("/api/cameras", json=camera)
                 if created.status_code != 201:

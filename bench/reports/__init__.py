@@ -1,0 +1,1 @@
+"""Report query benchmark (python -m bench.reports)."""
