@@ -64,6 +64,9 @@ class Gate:
         self._connected, self._clock = connected, clock
         self._tickets: weakref.WeakKeyDictionary[ServerConnection, Ticket] = \
             weakref.WeakKeyDictionary()
+        # Tickets already let in, until they expire: a ticket that leaked (a proxy's log of
+        # the query string) cannot open a second connection.
+        self._used: dict[str, float] = {}
 
     def ticket(self, connection: ServerConnection) -> Ticket:
         """The ticket a connection was let in with."""
@@ -79,15 +82,27 @@ class Gate:
             return self._refuse(connection, http.HTTPStatus.UNAUTHORIZED, "no_ticket",
                                 "a ticket is required: POST /api/ws-ticket to the registry, "
                                 f"then connect to {PATH}?ticket=<ticket>")
+        now = self._clock()
         try:
-            ticket = verify(self._secret, tokens[0], now=self._clock())
+            ticket = verify(self._secret, tokens[0], now=now)
         except TicketError as exc:
             return self._refuse(connection, http.HTTPStatus.UNAUTHORIZED, "bad_ticket", str(exc))
+        self._forget_expired(now)
+        if ticket.nonce in self._used:
+            return self._refuse(connection, http.HTTPStatus.UNAUTHORIZED, "reused_ticket",
+                                "the ticket was used already: get a new one for each connect")
+        self._used[ticket.nonce] = ticket.expires_at
         if self._connected() >= self._max_clients:
             return self._refuse(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "full",
                                 "too many connections; try again later")
         self._tickets[connection] = ticket
         return None
+
+    def _forget_expired(self, now: float) -> None:
+        # Amortised: the map holds only tickets still valid, at most what the registry issued
+        # in the last ticket lifetime (its API keys are rate limited).
+        if len(self._used) >= 1024 and len(self._used) % 256 == 0:
+            self._used = {nonce: until for nonce, until in self._used.items() if until > now}
 
     def process_response(self, connection: ServerConnection, request: Request,
                          response: Response) -> None:

@@ -11,19 +11,20 @@ MASK = "***"
 
 
 def mask_url(url: str) -> str:
-    """Replace the password of a URL's userinfo (and nothing else) with a mask."""
+    """Replace the password of a URL's userinfo (and nothing else) with a mask. A user name
+    alone is masked whole: cameras and webhooks put tokens there (`rtsp://TOKEN@host/`)."""
     try:
         parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return MASK
-    if parts.password is None:
+    if parts.password is None and not parts.username:
         return url
-    user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}{port}"))
+    userinfo = MASK if parts.password is None else f"{parts.username or ''}:{MASK}"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}{port}"))
 
 
 # Greedy up to the last "@" before the path: an unencoded "@" inside a password stays masked.

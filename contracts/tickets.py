@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import secrets
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -54,6 +55,7 @@ class _Claims(BaseModel):
     r: Role
     s: str
     e: float
+    n: str = Field(min_length=16, max_length=32, description="random: each ticket is let in once")
 
     @field_validator("s")
     @classmethod
@@ -69,6 +71,7 @@ class Ticket:
     role: str
     site: str
     expires_at: float
+    nonce: str  # one connect per ticket: the broadcaster remembers those used until expiry
 
 
 def _b64(data: bytes) -> str:
@@ -95,11 +98,11 @@ def issue(secret: str, *, key_id: str, role: str, site: str, now: float,
         raise ValueError(f"a ticket lives between 0 and {MAX_TTL_S:g} s, not {ttl_s:g}")
     # Validated like a ticket being read, so nothing is signed that verify() would refuse.
     claims = _Claims.model_validate({"k": key_id, "r": role, "s": site,
-                                     "e": round(now + ttl_s, 3)})
+                                     "e": round(now + ttl_s, 3), "n": secrets.token_urlsafe(16)})
     payload = _b64(json.dumps(claims.model_dump(), separators=(",", ":")).encode())
     signed = f"{VERSION}.{payload}"
     token = f"{signed}.{_b64(_mac(secret, signed))}"
-    return token, Ticket(claims.k, claims.r, claims.s, claims.e)
+    return token, Ticket(claims.k, claims.r, claims.s, claims.e, claims.n)
 
 
 def verify(secret: str, token: str, *, now: float) -> Ticket:
@@ -121,4 +124,4 @@ def verify(secret: str, token: str, *, now: float) -> Ticket:
         raise TicketError("the ticket has expired")
     if claims.e > now + MAX_TTL_S:
         raise TicketError("the ticket is malformed")
-    return Ticket(claims.k, claims.r, claims.s, claims.e)
+    return Ticket(claims.k, claims.r, claims.s, claims.e, claims.n)

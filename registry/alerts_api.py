@@ -45,7 +45,7 @@ DbId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 CameraFilter = Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63)]
 
 
-def _submit(request: Request, changes: Iterable[Change]) -> None:
+def submit_webhooks(request: Request, changes: Iterable[Change]) -> None:
     """Webhooks of changes made by a request (the registry's service puts its sender on the
     app's state; an app without one, as in tests of the API alone, sends none)."""
     sender: WebhookSender | None = getattr(request.app.state, "alert_webhooks", None)
@@ -194,7 +194,7 @@ def alerts_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth,
         changes = await alert_store.delete_rule(engine, rule_id, caller.site_filter)
         if changes is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert rule {rule_id}")
-        _submit(request, changes)
+        submit_webhooks(request, changes)
 
     @router.get("/api/alerts")
     async def list_alerts(caller: Viewer, limit: Limit = 100, offset: Offset = 0,
@@ -227,7 +227,7 @@ def alerts_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth,
         alert, outcome, change = done
         if outcome == "conflict":
             raise HTTPException(status.HTTP_409_CONFLICT, f"alert {alert_id} is resolved")
-        _submit(request, [] if change is None else [change])
+        submit_webhooks(request, [] if change is None else [change])
         return AlertOut.of(alert)
 
     return router

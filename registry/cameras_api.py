@@ -11,12 +11,13 @@ time.
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.access import DEFAULT_SITE
-from registry import repository
+from registry import camera_removal, repository
+from registry.alerts_api import submit_webhooks
 from registry.auth import Auth, Principal
 from registry.camera_urls import (
     CameraUrlGuard,
@@ -106,8 +107,12 @@ def cameras_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth,
 
     @router.delete("/api/cameras/{camera_id}", status_code=status.HTTP_204_NO_CONTENT,
                    responses=not_found)
-    async def delete_camera(camera_id: str, caller: Operator) -> None:
-        if not await repository.delete_camera(engine, camera_id, caller.site_filter):
+    async def delete_camera(camera_id: str, caller: Operator, request: Request) -> None:
+        """Delete a camera with everything that names it (see registry/camera_removal.py);
+        its open alerts are resolved first."""
+        changes = await camera_removal.delete_camera(engine, camera_id, caller.site_filter)
+        if changes is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
+        submit_webhooks(request, changes)
 
     return router

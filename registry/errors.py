@@ -51,6 +51,7 @@ _DESCRIPTIONS = {
     413: "the request body is too large",
     422: "invalid input; each error names its field",
     429: "rate limit exceeded (see Retry-After)",
+    503: "the work took longer than its bound; ask for less",
 }
 
 

@@ -42,8 +42,9 @@ def fleet_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) ->
         try:
             return await queue_depths(settings.rabbitmq_management_url,
                                       vhost_of(settings.rabbitmq_url)), None
-        except httpx.HTTPError as exc:
-            return None, mask_credentials(f"management API: {exc}")
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            # Also an answer that is not the API's (a proxy's HTML page).
+            return None, mask_credentials(f"management API: {type(exc).__name__}: {exc}")
 
     @router.get("/api/fleet")
     async def fleet() -> FleetOut:

@@ -36,6 +36,6 @@ def ingest_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) -
     @router.get("/api/ingest/nodes")
     async def ingest_nodes(caller: Viewer) -> list[IngestNodeOut]:
         """Every node that has registered, alive or not, with the leases it holds now."""
-        return await status_repository.list_ingest_nodes(engine)
+        return await status_repository.list_ingest_nodes(engine, caller.site_filter)
 
     return router

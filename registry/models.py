@@ -179,7 +179,8 @@ def _url_to_store(sent: str, stored: str) -> str:
         return stored  # the masked round trip: the dashboard never had the password
     # Carrying the stored password over to a URL that differs would hand it to whatever host
     # that URL names; storing the mask itself as a password would only fail later, at ingest.
-    if urlsplit(sent).password == MASK:
+    parts = urlsplit(sent)
+    if parts.password == MASK or (parts.password is None and parts.username == MASK):
         raise ValueError(f"camera url carries the masked password {MASK!r}: send the url "
                          "unchanged to keep the stored credentials, or the real password")
     return sent

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.tables import (
+    camera_events,
     camera_progress,
     count_buckets,
     counting_lines,
@@ -71,10 +72,16 @@ async def database_now(conn: AsyncConnection) -> datetime:
 async def cameras(conn: AsyncConnection, ids: Sequence[str] | None, site: str | None,
                   limit: int) -> list[CameraFacts]:
     """The cameras named (or all of the site, by id, at most `limit`) that the key sees."""
-    c, p = camera_table.c, camera_progress.c
+    c, p, e = camera_table.c, camera_progress.c, camera_events.c
+    # Watched from its first live frame, not from registration: a camera that never delivered
+    # (wrong password, unreachable) has no camera_down gap, since ingest opens those only on
+    # leaving live. Cameras without any status history (never run by ingest) fall back to
+    # their registration.
+    first_live = (select(func.min(e.at)).where(e.camera_id == c.id, e.status == "live")
+                  .scalar_subquery())
     query = (
         select(c.id, c.name, c.created_at, c.batch_ms, c.batch_frames, c.target_fps,
-               c.object_classes, p.updated_at)
+               c.object_classes, p.updated_at, first_live.label("first_live"))
         .select_from(camera_table.outerjoin(camera_progress, p.camera_id == c.id))
         .order_by(c.id).limit(limit)
     )
@@ -88,7 +95,8 @@ async def cameras(conn: AsyncConnection, ids: Sequence[str] | None, site: str | 
     zone_names = await _names(conn, zones, ids_found)
     return [
         CameraFacts(
-            id=r.id, name=r.name, registered_at=r.created_at, last_applied_at=r.updated_at,
+            id=r.id, name=r.name, last_applied_at=r.updated_at,
+            registered_at=max(r.created_at, r.first_live) if r.first_live else r.created_at,
             batch_period_s=min(r.batch_ms / 1000, r.batch_frames / r.target_fps),
             lines=lines.get(r.id, ()), zones=zone_names.get(r.id, ()),
             classes=tuple(sorted(r.object_classes or ())),

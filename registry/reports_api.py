@@ -14,10 +14,13 @@ import zoneinfo
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import asyncpg
 import pydantic_core
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.ids import check_slug
@@ -117,7 +120,7 @@ def reports_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) 
     Viewer = Annotated[Principal, Depends(auth.viewer)]
 
     @router.get("/api/reports", response_model=ReportOut,
-                responses={**_CSV_RESPONSE, **error_responses(404)})
+                responses={**_CSV_RESPONSE, **error_responses(404, 503)})
     async def get_report(
         caller: Viewer,
         start: Annotated[datetime, Query(
@@ -140,7 +143,24 @@ def reports_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) 
     ) -> Any:
         query = _query(start, to, bucket, group_by, measure, tz)
         ids = _camera_ids(camera)
+        try:
+            return await _answer(caller, query, ids, group_by, bucket, format)
+        except (DBAPIError, asyncpg.QueryCanceledError) as exc:
+            # Some queries run on asyncpg directly (report_queries._fetch), others through
+            # SQLAlchemy, which wraps the same error.
+            if "statement timeout" not in str(exc):
+                raise
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                                f"the report took longer than {settings.report_timeout_s:g} s: "
+                                "ask for fewer cameras, a shorter range or larger buckets"
+                                ) from None
+
+    async def _answer(caller: Principal, query: ReportQuery, ids: list[str] | None,
+                      group_by: str, bucket: str, format: str) -> Any:
         async with engine.connect() as conn:
+            # Bounded work per request: a viewer key must not hold the database for long.
+            await conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"),
+                               {"ms": str(int(settings.report_timeout_s * 1000))})
             cameras = await report_queries.cameras(conn, ids, caller.site_filter,
                                                    MAX_CAMERAS + 1)
             if ids is not None and len(cameras) < len(ids):

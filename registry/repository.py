@@ -109,15 +109,6 @@ async def update_camera(
     return await get_camera(engine, camera_id)
 
 
-async def delete_camera(engine: AsyncEngine, camera_id: str, site: str | None = None) -> bool:
-    """False for an unknown camera. Lines, zones, counts, gaps, progress, its lease and status
-    go with it (ON DELETE CASCADE); its status history (camera_events) is kept."""
-    async with engine.begin() as conn:
-        gone = await conn.execute(
-            cameras.delete().where(visible(camera_id, site)).returning(cameras.c.id))
-        return gone.first() is not None
-
-
 async def _lines(conn: AsyncConnection, camera_ids: list[str]) -> dict[str, list[LineOut]]:
     rows = await conn.execute(
         select(counting_lines)

@@ -30,6 +30,8 @@ class RegistrySettings(CommonSettings):
     worker_down_after_s: float = Field(default=5.0, gt=0)
     dashboard_dir: Path = DASHBOARD_DIR
     max_page_size: int = 500
+    report_timeout_s: float = Field(default=10.0, gt=0, le=300,
+                                    description="longest a report's queries may run (503)")
     pool_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="worker pool managers' APIs (comma-separated), "
                                           "shown in GET /api/pools")

@@ -54,4 +54,4 @@ class IngestNodeOut(BaseModel):
     alive: bool = Field(description="expires_at is still ahead on the database clock")
     draining: bool
     cameras: int = Field(description="cameras whose lease it holds now")
-    camera_ids: list[str]
+    camera_ids: list[str] = Field(description="those of them the key's site sees")

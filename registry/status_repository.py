@@ -98,7 +98,10 @@ async def camera_history(engine: AsyncEngine, camera_id: str, limit: int,
         ]
 
 
-async def list_ingest_nodes(engine: AsyncEngine) -> list[IngestNodeOut]:
+async def list_ingest_nodes(engine: AsyncEngine, site: str | None = None,
+                            ) -> list[IngestNodeOut]:
+    """Every node with its load. `camera_ids` lists only the cameras of `site` (None: all):
+    a node's load is fleet information, which cameras it pulls is not."""
     # One transaction: now() is the same instant for the nodes' and the leases' expiries.
     async with engine.begin() as conn:
         nodes = (await conn.execute(
@@ -106,18 +109,22 @@ async def list_ingest_nodes(engine: AsyncEngine) -> list[IngestNodeOut]:
             .order_by(ingest_nodes.c.id)
         )).all()
         leases = await conn.execute(
-            select(camera_leases.c.node_id, camera_leases.c.camera_id)
+            select(camera_leases.c.node_id, camera_leases.c.camera_id, cameras.c.site)
+            .join(cameras, cameras.c.id == camera_leases.c.camera_id)
             .where(camera_leases.c.expires_at > func.now())
             .order_by(camera_leases.c.node_id, camera_leases.c.camera_id)
         )
-        held: dict[str, list[str]] = {}
+        held: dict[str, int] = {}
+        shown: dict[str, list[str]] = {}
         for lease in leases:
-            held.setdefault(lease.node_id, []).append(lease.camera_id)
+            held[lease.node_id] = held.get(lease.node_id, 0) + 1
+            if site is None or lease.site == site:
+                shown.setdefault(lease.node_id, []).append(lease.camera_id)
     return [
         IngestNodeOut(
             id=n.id, boot_id=n.boot_id, capacity=n.capacity, started_at=n.started_at,
             expires_at=n.expires_at, alive=n.alive, draining=n.draining,
-            cameras=len(held.get(n.id, [])), camera_ids=held.get(n.id, []),
+            cameras=held.get(n.id, 0), camera_ids=shown.get(n.id, []),
         )
         for n in nodes
     ]

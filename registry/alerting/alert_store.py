@@ -241,6 +241,30 @@ async def delete_rule(engine: AsyncEngine, rule_id: int, site: str | None,
     return changes
 
 
+async def resolve_for_deleted_camera(conn: AsyncConnection, camera_id: str,
+                                     rule_webhooks: dict[int, str | None]) -> list[Change]:
+    """Inside the transaction that deletes a camera: resolve its open alerts, each with its
+    event, before the cascade removes them (live views and webhooks see them go).
+    `rule_webhooks`: rule id -> webhook url, read before the rules go."""
+    now = time.time()
+    resolved = await conn.execute(
+        alerts.update().where(alerts.c.camera_id == camera_id,
+                              alerts.c.state.in_(OPEN_STATES))
+        .values(state="resolved", resolved_at=_at(now), updated_at=func.now())
+        .returning(alerts.c.id))
+    changes = []
+    for alert_id in sorted(r.id for r in resolved):
+        alert = await _get(conn, alert_id)
+        message = resolve_message(alert.rule_name, alert.kind, alert.subject, "gone", None,
+                                  alert.threshold)
+        event = event_for(alert, state="resolved", at=now, value=alert.value,
+                          message=message, region=None)
+        changes.append(Change(await _emit(conn, event), rule_webhooks.get(alert.rule_id)))
+    if changes:
+        await _notify(conn)
+    return changes
+
+
 def state_filter(state: AlertState | str | None) -> tuple[str, ...] | None:
     """`open` means firing or acknowledged."""
     if state is None:

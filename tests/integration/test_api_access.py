@@ -7,12 +7,15 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts.tables import camera_leases, cameras, ingest_nodes
 from tests.conftest import Isolated
 from tests.integration.registry_client import bearer, new_key, registry
 
@@ -147,3 +150,40 @@ async def test_oversized_bodies_are_refused_before_they_are_read(
         accepted = await client.post("/api/cameras", content=small(),
                                      headers={"Content-Type": "application/json"})
         assert accepted.status_code == 201, accepted.text
+
+
+async def test_ingest_nodes_list_only_the_keys_own_cameras(
+    as_key: KeyClient, admin: httpx.AsyncClient, engine: AsyncEngine,
+) -> None:
+    for camera_id, site in (("a-door", "shop-a"), ("b-door", "shop-b")):
+        body = {**CAMERA, "id": camera_id, "site": site}
+        assert (await admin.post("/api/cameras", json=body)).status_code == 201
+    async with engine.begin() as conn:
+        await conn.execute(ingest_nodes.insert().values(
+            id="node-1", boot_id="b", capacity=8,
+            expires_at=datetime.now(UTC) + timedelta(minutes=5)))
+        await conn.execute(camera_leases.insert().values([
+            {"camera_id": c, "node_id": "node-1", "token": 1,
+             "expires_at": datetime.now(UTC) + timedelta(minutes=5)}
+            for c in ("a-door", "b-door")]))
+    shop_a = await as_key("viewer", "shop-a")
+    (node,) = (await shop_a.get("/api/ingest/nodes")).json()
+    assert node["camera_ids"] == ["a-door"] and node["cameras"] == 2
+    (everything,) = (await admin.get("/api/ingest/nodes")).json()
+    assert everything["camera_ids"] == ["a-door", "b-door"]
+
+
+async def test_a_token_in_the_user_name_is_masked_and_round_trips(
+    admin: httpx.AsyncClient, engine: AsyncEngine,
+) -> None:
+    body = {**CAMERA, "url": "rtsp://s3cr3tT0ken@10.0.0.9/stream"}
+    created = await admin.post("/api/cameras", json=body)
+    assert created.status_code == 201 and created.json()["url"] == "rtsp://***@10.0.0.9/stream"
+    same = await admin.patch("/api/cameras/door", json={"url": created.json()["url"],
+                                                        "name": "renamed"})
+    assert same.status_code == 200 and "s3cr3tT0ken" not in same.text
+    moved = await admin.patch("/api/cameras/door", json={"url": "rtsp://***@10.0.0.8/stream"})
+    assert moved.status_code == 422 and "masked" in moved.text
+    async with engine.connect() as conn:
+        stored = (await conn.execute(sa.select(cameras.c.url))).scalar_one()
+    assert stored == body["url"]

@@ -74,16 +74,24 @@ async def test_an_upgrade_without_a_good_ticket_is_refused_401(
 async def test_an_origin_not_allowed_is_refused_403(
     isolated: Isolated, broadcaster: Broadcaster,
 ) -> None:
-    good = url(broadcaster, f"?ticket={ticket()}")
-    assert await upgrade_status(good, origin="https://evil.example") == 403
-    assert await upgrade_status(good, origin="http://dashboard.test:8081") == 403
-    assert await upgrade_status(good, origin=ORIGIN) == 101
+    def good() -> str:  # a ticket is let in once: a fresh one for every attempt
+        return url(broadcaster, f"?ticket={ticket()}")
+
+    assert await upgrade_status(good(), origin="https://evil.example") == 403
+    assert await upgrade_status(good(), origin="http://dashboard.test:8081") == 403
+    assert await upgrade_status(good(), origin=ORIGIN) == 101
     # No Origin: not a browser; let in on its ticket alone (allow_no_origin, the default) ...
-    assert await upgrade_status(good, origin=None) == 101
+    assert await upgrade_status(good(), origin=None) == 101
     # ... but never without one.
     assert await upgrade_status(url(broadcaster), origin=None) == 401
     async with running(isolated, allow_no_origin=False) as strict:
         assert await upgrade_status(url(strict, f"?ticket={ticket()}"), origin=None) == 403
+
+
+async def test_a_ticket_opens_one_connection_only(broadcaster: Broadcaster) -> None:
+    once = url(broadcaster, f"?ticket={ticket()}")
+    assert await upgrade_status(once, origin=ORIGIN) == 101
+    assert await upgrade_status(once, origin=ORIGIN) == 401  # replayed, e.g. from a proxy log
 
 
 async def test_an_oversized_frame_closes_the_connection_1009(broadcaster: Broadcaster) -> None:

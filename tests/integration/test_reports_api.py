@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.tables import (
+    camera_events,
     camera_progress,
     cameras,
     count_buckets,
@@ -354,3 +355,31 @@ async def test_bad_parameters_get_a_422_naming_the_parameter(
     [error] = response.json()["detail"]
     assert error["loc"][:2] == ["query", param], error
     assert message in error["msg"], error
+
+
+async def test_a_camera_is_watched_from_its_first_live_frame_not_its_registration(
+    api: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """Registered with a wrong password at T0, live only from T0+2h: ingest opens no gap for
+    a camera that never delivered, so those hours must come from its status history."""
+    await seed(engine, "door", applied_until=T0 + timedelta(hours=4), minutes=0)
+    async with engine.begin() as conn:
+        await conn.execute(camera_events.insert(), [
+            {"camera_id": "door", "status": "auth_failed", "reason": "401", "at": T0},
+            {"camera_id": "door", "status": "live", "reason": "frames arriving",
+             "at": T0 + timedelta(hours=2)}])
+    body = await report(api, camera="door", **{"from": iso(T0)},
+                        to=iso(T0 + timedelta(hours=4)), bucket="hour")
+    assert [r["count"] for r in body["crossings"]] == [None, None, 0, 0]
+
+
+async def test_a_report_over_its_time_bound_is_a_503_not_a_held_database(
+    isolated: Isolated, engine: AsyncEngine
+) -> None:
+    for camera_id in ("a", "b", "c"):
+        await seed(engine, camera_id)
+    async with registry(isolated, engine, report_timeout_s=0.001) as api:
+        answer = await api.get("/api/reports", params={
+            "from": iso(T0), "to": iso(T0 + timedelta(days=DAYS)), "bucket": "minute",
+            "group_by": "camera,line,class,direction"})
+    assert answer.status_code == 503 and "longer than" in answer.json()["detail"]

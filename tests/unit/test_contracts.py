@@ -104,9 +104,11 @@ def test_degenerate_line_is_refused() -> None:
         ("rtsp://admin:s3cret@10.0.0.5:554/live", "rtsp://admin:***@10.0.0.5:554/live"),
         ("rtsp://10.0.0.5/live", "rtsp://10.0.0.5/live"),
         ("rtsp://u:p%40ss@[fe80::1]/x", "rtsp://u:***@[fe80::1]/x"),
+        ("rtsp://s3cr3tT0ken@10.0.0.5/live", "rtsp://***@10.0.0.5/live"),
+        ("https://user:@hooks.example/x", "https://user:***@hooks.example/x"),
     ],
 )
-def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
+def test_mask_url_hides_only_the_credentials(url: str, masked: str) -> None:
     assert mask_url(url) == masked
 
 

@@ -23,8 +23,12 @@ def _b64(data: bytes) -> str:
 
 def test_a_fresh_ticket_verifies_with_its_claims() -> None:
     token, ticket = issue(SECRET, key_id="k1", role="viewer", site="shop-1", now=NOW)
-    assert ticket == Ticket("k1", "viewer", "shop-1", NOW + tickets.DEFAULT_TTL_S)
+    assert ticket == Ticket("k1", "viewer", "shop-1", NOW + tickets.DEFAULT_TTL_S,
+                            ticket.nonce)
     assert verify(SECRET, token, now=NOW + 59.9) == ticket
+    assert len(ticket.nonce) >= 16
+    assert issue(SECRET, key_id="k1", role="viewer", site="shop-1", now=NOW)[1].nonce \
+        != ticket.nonce
     assert token.startswith("v1.") and SECRET not in token
 
 
