@@ -56,9 +56,14 @@ def _admin_key(database_url: str) -> str:
 
 def _register_camera(api: str, key: str, simulator_host: str) -> None:
     camera = {**SIM_CAMERA, "url": f"rtsp://{simulator_host}:{SIMULATOR_PORT}/sim-1"}
-    response = httpx.post(f"{api}/api/cameras", json=camera, timeout=10,
-                          headers={"Authorization": f"Bearer {key}"})
-    if response.status_code not in (201, 409):
+    headers = {"Authorization": f"Bearer {key}"}
+    response = httpx.post(f"{api}/api/cameras", json=camera, timeout=10, headers=headers)
+    if response.status_code == 409:
+        # Registered by an earlier run (state in .state/dev): point it at this run's simulator,
+        # whose address may have changed; the url is validated and pinned again.
+        response = httpx.patch(f"{api}/api/cameras/sim-1", timeout=10, headers=headers,
+                               json={"url": camera["url"], "enabled": True})
+    if response.status_code not in (200, 201):
         raise RuntimeError(f"registering the simulated camera failed: {response.text}")
 
 
