@@ -47,7 +47,9 @@ async def test_the_fleet_summary_counts_workers_breakers_and_reads_queue_depths(
         await channel.default_exchange.publish(aio_pika.Message(b"x", priority=1),
                                                broker.FRAMES_INGRESS)
         del n
-    async with registry(isolated, engine,
+    # The management API's counts lag by its statistics interval (5 s): the beats above must
+    # not age into "down" meanwhile.
+    async with registry(isolated, engine, worker_down_after_s=600,
                         rabbitmq_url=isolated.rabbitmq_url,
                         rabbitmq_management_url=endpoints.management_url) as api:
         fleet = await eventually(lambda: api.get("/api/fleet"),
