@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import aio_pika
 import numpy as np
 import numpy.typing as npt
+import uvicorn
 from aio_pika.abc import AbstractChannel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp
 
 from camcount import services
 from contracts.batch import EncodedFrame, encode_batch
 from contracts.messages import BatchHeaders
 from contracts.tables import assignments, camera_progress, cameras, counting_lines, zones
+from infra.ops import EmbeddedServer, bound_port
 from ingest.jpeg import encode_jpeg
 from ingest.source import DecodedFrame, SourceError
 from simulator.scenes import SyntheticScene
@@ -177,3 +181,21 @@ def broker_memory_alarm() -> Iterator[None]:
         yield
     finally:
         services.rabbitmqctl(cfg, "set_vm_memory_high_watermark", "0.4")  # the default
+
+
+@contextlib.asynccontextmanager
+async def serving(app: ASGIApp, host: str = "127.0.0.1",
+                  sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """An ASGI app served by uvicorn in this event loop, on a free port of `host` (or on the
+    bound `sock`); yields its base URL and stops it on exit."""
+    server = EmbeddedServer(uvicorn.Config(app, host=host, port=0, log_level="warning",
+                                           lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=None if sock is None else [sock]))
+    try:
+        await asyncio.wait_for(server.ready.wait(), 10)
+        bound = host if sock is None else str(sock.getsockname()[0])
+        shown = f"[{bound}]" if ":" in bound else bound
+        yield f"http://{shown}:{bound_port(server)}"
+    finally:
+        server.should_exit = True
+        await task

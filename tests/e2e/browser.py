@@ -4,7 +4,6 @@ that fails the test on any uncaught script error, and screenshots kept under tes
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 import socket
@@ -15,13 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from camcount import processes
-from infra.ops import EmbeddedServer, bound_port
-from registry.app import create_app
-from registry.settings import RegistrySettings
 from tests.conftest import Isolated
 from tests.support import eventually
 
@@ -171,21 +165,3 @@ async def roles(isolated: Isolated, logs: Path, names: Iterable[str],
     finally:
         started.stop()
         started.print_logs()
-
-
-@contextlib.asynccontextmanager
-async def registry_in_process(isolated: Isolated, engine: AsyncEngine,
-                              **overrides: Any) -> AsyncIterator[str]:
-    """The registry app (API and page, no background loops) on a free port; yields its base
-    URL. For tests that need no live channel."""
-    settings = RegistrySettings(database_url=isolated.database_url, media_dir=None, **overrides)
-    server = EmbeddedServer(uvicorn.Config(
-        create_app(settings, engine, lambda: {"ok": True}), host="127.0.0.1", port=0,
-        log_level="warning", lifespan="off"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        await asyncio.wait_for(server.ready.wait(), 10)
-        yield f"http://127.0.0.1:{bound_port(server)}"
-    finally:
-        server.should_exit = True
-        await serving

@@ -4,31 +4,18 @@ static files (no API, no database) and each case imports a module and returns a 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from starlette.staticfiles import StaticFiles
 
-from infra.ops import EmbeddedServer, bound_port
 from registry.settings import DASHBOARD_DIR
 from tests.e2e.browser import WIDTH, chromium
+from tests.support import serving
 
 
-@contextlib.asynccontextmanager
-async def static_dashboard() -> AsyncIterator[str]:
-    server = EmbeddedServer(uvicorn.Config(StaticFiles(directory=DASHBOARD_DIR, html=True),
-                                           host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="off"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        await asyncio.wait_for(server.ready.wait(), 10)
-        yield f"http://127.0.0.1:{bound_port(server)}"
-    finally:
-        server.should_exit = True
-        await serving
+def static_dashboard() -> contextlib.AbstractAsyncContextManager[str]:
+    return serving(StaticFiles(directory=DASHBOARD_DIR, html=True))
 
 
 # (module, JavaScript body run with the module as `m`, expected result)

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import broker
 from tests.conftest import Endpoints, Isolated
-from tests.e2e.browser import chromium, dashboard, registry_in_process, screenshot
-from tests.integration.registry_client import new_key
+from tests.e2e.browser import chromium, dashboard, screenshot
+from tests.integration.registry_client import new_key, registry_in_process
 
 LOAD = {"in_flight": 1, "queue_depth": 3, "max_jobs": 2, "processing_ema_s": 0.12,
         "latency_ema_s": 0.45, "capacity_per_s": 8.0, "processed": 100, "batches_ok": 8,

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.tables import count_buckets, coverage_gaps
 from tests.conftest import Isolated
-from tests.e2e.browser import chromium, dashboard, registry_in_process, screenshot
-from tests.integration.registry_client import bearer, new_key
+from tests.e2e.browser import chromium, dashboard, screenshot
+from tests.integration.registry_client import bearer, new_key, registry_in_process
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 

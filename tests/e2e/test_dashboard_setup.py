@@ -18,8 +18,8 @@ from contracts.tables import camera_snapshots
 from ingest.jpeg import encode_jpeg
 from simulator.scenes import SyntheticScene
 from tests.conftest import Isolated
-from tests.e2e.browser import chromium, dashboard, registry_in_process, screenshot, show
-from tests.integration.registry_client import bearer, new_key
+from tests.e2e.browser import chromium, dashboard, screenshot, show
+from tests.integration.registry_client import bearer, new_key, registry_in_process
 
 PASSWORD = "s3cret-Pw"
 

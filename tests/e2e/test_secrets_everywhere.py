@@ -19,7 +19,6 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -28,7 +27,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from contracts import broker
-from infra.ops import EmbeddedServer, bound_port
 from tests.camera_host import camera_env, camera_host
 from tests.conftest import Endpoints, Isolated
 from tests.e2e.browser import CHROMIUM, Roles, chromium, dashboard, free_port, show
@@ -42,7 +40,7 @@ from tests.e2e.leak_corpus import (
 )
 from tests.integration.gst_peer import GstRtspPeer
 from tests.integration.registry_client import bearer, new_key
-from tests.support import eventually, progress
+from tests.support import eventually, progress, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -75,17 +73,10 @@ async def webhook_receiver() -> AsyncIterator[Hook]:
         hook.deliveries.append(f"{dict(request.headers)}\n{(await request.body()).decode()}")
         return Response(status_code=204)
 
-    server = EmbeddedServer(uvicorn.Config(
-        Starlette(routes=[Route("/hooks/t0k3n", receive, methods=["POST"])]),
-        host=camera_host(), port=0, log_level="warning", lifespan="off"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        await asyncio.wait_for(server.ready.wait(), 10)
-        hook.url = f"http://{camera_host()}:{bound_port(server)}/hooks/t0k3n"
+    app = Starlette(routes=[Route("/hooks/t0k3n", receive, methods=["POST"])])
+    async with serving(app, host=camera_host()) as base:
+        hook.url = f"{base}/hooks/t0k3n"
         yield hook
-    finally:
-        server.should_exit = True
-        await serving
 
 
 async def until(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], roles: Roles,

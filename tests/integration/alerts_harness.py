@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -20,7 +19,6 @@ from starlette.routing import Route
 
 from contracts.messages import AlertEvent
 from contracts.tables import outbox
-from infra.ops import EmbeddedServer, bound_port
 from registry.alerting.evaluator import Evaluator
 from registry.alerting.webhook import WebhookSender
 from registry.app import create_app
@@ -28,7 +26,7 @@ from registry.settings import RegistrySettings
 from tests.camera_host import camera_host
 from tests.conftest import Endpoints, Isolated
 from tests.integration.registry_client import bearer, new_key
-from tests.support import eventually
+from tests.support import eventually, serving
 
 
 def alert_settings(isolated: Isolated, endpoints: Endpoints, **overrides: Any,
@@ -97,18 +95,10 @@ async def webhook_receiver(fail_first: int = 0, fail_status: int = 500,
         received.events.append(body)
         return Response(status_code=204)
 
-    server = EmbeddedServer(uvicorn.Config(
-        Starlette(routes=[Route("/hooks/s3cr3t-token", hook, methods=["POST"])]),
-        host=camera_host(), port=0, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    try:
-        await server.ready.wait()
-        received.url = (f"http://hook:pa55@{camera_host()}:{bound_port(server)}"
-                        "/hooks/s3cr3t-token")
+    app = Starlette(routes=[Route("/hooks/s3cr3t-token", hook, methods=["POST"])])
+    async with serving(app, host=camera_host()) as base:
+        received.url = base.replace("http://", "http://hook:pa55@") + "/hooks/s3cr3t-token"
         yield received
-    finally:
-        server.should_exit = True
-        await task
 
 
 @contextlib.asynccontextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,6 +16,7 @@ from registry.app import create_app
 from registry.camera_urls import Resolver, system_resolver
 from registry.settings import RegistrySettings
 from tests.conftest import Isolated
+from tests.support import serving
 
 
 async def new_key(engine: AsyncEngine, role: str = "admin", site: str = ALL_SITES,
@@ -44,3 +46,13 @@ async def registry(isolated: Isolated, engine: AsyncEngine, media_dir: Path | No
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://registry", headers=bearer(token)) as client:
         yield client
+
+
+@contextlib.asynccontextmanager
+async def registry_in_process(isolated: Isolated, engine: AsyncEngine,
+                              **overrides: Any) -> AsyncIterator[str]:
+    """The registry app (API and page, no background loops) served over real HTTP on a free
+    port; yields its base URL. For browsers and clients that need a socket."""
+    settings = RegistrySettings(database_url=isolated.database_url, media_dir=None, **overrides)
+    async with serving(create_app(settings, engine, lambda: {"ok": True})) as base:
+        yield base

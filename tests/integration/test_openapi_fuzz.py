@@ -10,18 +10,14 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.result import Err
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.ops import EmbeddedServer, bound_port
-from registry.app import create_app
-from registry.settings import RegistrySettings
 from tests.conftest import Isolated
-from tests.integration.registry_client import bearer, new_key
+from tests.integration.registry_client import bearer, new_key, registry_in_process
 from tests.support import seed_camera
 
 pytestmark = pytest.mark.slow
@@ -60,18 +56,8 @@ async def test_no_5xx_and_no_schema_violation(isolated: Isolated, engine: AsyncE
     await seed_camera(engine, "door")
     key = await new_key(engine, "admin", "*", rate_per_s=10_000, burst=10_000)
     # Configured as in production: without WS_TICKET_SECRET, POST /api/ws-ticket answers 503.
-    settings_ = RegistrySettings(database_url=isolated.database_url, media_dir=None,
-                                 ws_ticket_secret="fuzz-" + "x" * 32)
-    server = EmbeddedServer(uvicorn.Config(
-        create_app(settings_, engine, lambda: {"ok": True}), host="127.0.0.1", port=0,
-        log_level="warning", lifespan="off"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        await asyncio.wait_for(server.ready.wait(), 10)
-        base = f"http://127.0.0.1:{bound_port(server)}"
+    async with registry_in_process(isolated, engine,
+                                   ws_ticket_secret="fuzz-" + "x" * 32) as base:
         await asyncio.to_thread(_fuzz, base, key)
         async with httpx.AsyncClient(base_url=base, headers=bearer(key)) as http:
             assert (await http.get("/api/cameras/door")).status_code == 200  # still serving
-    finally:
-        server.should_exit = True
-        await serving

@@ -3,22 +3,17 @@ written with SQL as ingest nodes write them, and read back through the API (and 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.ops import EmbeddedServer, bound_port
-from registry.app import create_app
-from registry.settings import RegistrySettings
 from tests.conftest import Isolated
 from tests.fake_dns import FakeDns
-from tests.integration.registry_client import bearer, new_key, registry
+from tests.integration.registry_client import bearer, new_key, registry, registry_in_process
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -261,14 +256,7 @@ async def test_dashboard_shows_the_status_badge_and_the_nodes(
 ) -> None:
     from playwright.async_api import async_playwright
 
-    settings = RegistrySettings(database_url=isolated.database_url, media_dir=None)
-    server = EmbeddedServer(uvicorn.Config(
-        create_app(settings, engine, lambda: {"ok": True}), host="127.0.0.1", port=0,
-        log_level="warning", lifespan="off"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        await asyncio.wait_for(server.ready.wait(), 10)
-        base = f"http://127.0.0.1:{bound_port(server)}"
+    async with registry_in_process(isolated, engine) as base:
         key = await new_key(engine, "viewer")
         async with httpx.AsyncClient(base_url=base, headers=bearer(await new_key(engine))) as api:
             await add_camera(api, "door")
@@ -291,6 +279,3 @@ async def test_dashboard_shows_the_status_badge_and_the_nodes(
                     timeout=10_000)
             finally:
                 await browser.close()
-    finally:
-        server.should_exit = True
-        await serving

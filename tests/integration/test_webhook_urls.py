@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,13 +23,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from contracts.messages import AlertEvent
-from infra.ops import EmbeddedServer
 from registry.alerting.webhook import WebhookSender
 from registry.settings import RegistrySettings
 from tests.camera_host import camera_host
 from tests.conftest import Isolated
 from tests.fake_dns import FakeDns
 from tests.integration.registry_client import registry
+from tests.support import serving
 
 PUBLIC = "203.0.113.5"  # TEST-NET-3: a documentation address no test connects to
 
@@ -176,16 +175,11 @@ async def listeners() -> AsyncIterator[Listeners]:
         writer.close()
 
     canary = await asyncio.start_server(on_canary, sock=canary_sock)
-    server = EmbeddedServer(uvicorn.Config(
-        Starlette(routes=[Route("/hooks/s3cr3t", hook, methods=["POST"])]),
-        log_level="warning", lifespan="off"))
-    serving = asyncio.create_task(server.serve(sockets=[receiver_sock]))
+    receiver = Starlette(routes=[Route("/hooks/s3cr3t", hook, methods=["POST"])])
     try:
-        await asyncio.wait_for(server.ready.wait(), 10)
-        yield found
+        async with serving(receiver, sock=receiver_sock):
+            yield found
     finally:
-        server.should_exit = True
-        await serving
         canary.close()
         await canary.wait_closed()
 
