@@ -9,18 +9,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registry import geometry_repository, repository
 from registry.auth import Auth, Principal
 from registry.errors import AUTHENTICATED, error_responses
-from registry.models import CameraOut, LineIn, ZoneIn
-
-
-def _unique(names: list[str]) -> None:
-    if len(names) != len(set(names)):
-        raise ValueError("names must be unique within a camera")
+from registry.models import CameraOut, Lines, Zones
 
 
 class LinesIn(BaseModel):
@@ -28,24 +23,12 @@ class LinesIn(BaseModel):
     ones get a new version, missing ones are retired."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    lines: Annotated[list[LineIn], Field(max_length=16)]
-
-    @field_validator("lines")
-    @classmethod
-    def _unique_names(cls, lines: list[LineIn]) -> list[LineIn]:
-        _unique([line.name for line in lines])
-        return lines
+    lines: Lines
 
 
 class ZonesIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    zones: Annotated[list[ZoneIn], Field(max_length=16)]
-
-    @field_validator("zones")
-    @classmethod
-    def _unique_names(cls, zones: list[ZoneIn]) -> list[ZoneIn]:
-        _unique([zone.name for zone in zones])
-        return zones
+    zones: Zones
 
 
 def geometry_router(engine: AsyncEngine, auth: Auth) -> APIRouter:

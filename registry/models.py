@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -66,6 +66,26 @@ def _check_url(value: str) -> str:
     return value
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_N = TypeVar("_N", bound=_Named)
+
+
+def _unique_names(items: list[_N]) -> list[_N]:
+    names = [item.name for item in items]
+    if len(names) != len(set(names)):
+        raise ValueError("names must be unique within a camera")
+    return items
+
+
+# A camera's whole set of lines or zones: on creation and when replaced (geometry_api.py).
+Lines = Annotated[list[LineIn], Field(max_length=16), AfterValidator(_unique_names)]
+Zones = Annotated[list[ZoneIn], Field(max_length=16), AfterValidator(_unique_names)]
+
+
 def _check_slug(value: str, info: ValidationInfo) -> str:
     return check_slug(value, info.field_name or "id")
 
@@ -108,16 +128,8 @@ class CameraIn(_Strict):
     min_confidence: MinConfidence = None
     model: ModelName = None
     enabled: bool = True
-    lines: Annotated[list[LineIn], Field(max_length=16)] = []
-    zones: Annotated[list[ZoneIn], Field(max_length=16)] = []
-
-    @field_validator("lines", "zones")
-    @classmethod
-    def _unique_names(cls, items: list[LineIn] | list[ZoneIn]) -> list[LineIn] | list[ZoneIn]:
-        names = [item.name for item in items]
-        if len(names) != len(set(names)):
-            raise ValueError("names must be unique within a camera")
-        return items
+    lines: Lines = []
+    zones: Zones = []
 
 
 def _not_sent() -> Any:

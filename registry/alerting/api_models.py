@@ -22,13 +22,13 @@ from pydantic import (
 )
 
 from contracts.alerting import AlertKind, AlertState
-from contracts.ids import check_slug
 from contracts.secrets import MASK
 from registry.alerting.events import StoredAlert
 from registry.alerting.params import CONDITION_KINDS, FLEET_KINDS, parse_params
 from registry.alerting.rule_store import StoredRule
 from registry.alerting.rules import MAX_COOLDOWN_S
 from registry.alerting.webhook import mask_webhook
+from registry.models import Slug
 from registry.webhook_urls import check_webhook_shape
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -48,11 +48,6 @@ def _check_webhook(value: str) -> str:
     return value
 
 
-def _check_slug(value: str, info: ValidationInfo) -> str:
-    return check_slug(value, info.field_name or "id")
-
-
-Slug = Annotated[str, Field(min_length=1, max_length=63), AfterValidator(_check_slug)]
 RuleName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Threshold = Annotated[float, Field(ge=0, le=MAX_VALUE, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_COOLDOWN_S, allow_inf_nan=False)]
