@@ -12,64 +12,58 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.tables import camera_snapshots, cameras, counting_lines, zones
 from registry.models import LineIn, ZoneIn
 from registry.repository import visible
 
 
-async def _lock_camera(conn: AsyncConnection, camera_id: str, site: str | None) -> bool:
-    # FOR NO KEY UPDATE: concurrent replacements of one camera's geometry queue behind it.
-    found = await conn.execute(select(cameras.c.id).where(visible(camera_id, site))
-                               .with_for_update(key_share=True))
-    return found.first() is not None
-
-
-async def _replace(conn: AsyncConnection, table: Table, camera_id: str, column: str,
-                   wanted: dict[str, Any]) -> None:
-    """`wanted`: name -> geometry (JSON) of the active set after the change."""
-    active = {r.name: r for r in await conn.execute(
-        select(table).where(table.c.camera_id == camera_id, table.c.active))}
-    versions: dict[str, int] = dict((await conn.execute(
-        select(table.c.name, func.max(table.c.version))
-        .where(table.c.camera_id == camera_id).group_by(table.c.name))).all())
-    for name, row in active.items():
-        if wanted.get(name) != row._mapping[column]:
-            await conn.execute(table.update().where(table.c.id == row.id).values(active=False))
-    new = [
-        {"camera_id": camera_id, "name": name, "version": versions.get(name, 0) + 1,
-         column: geometry}
-        for name, geometry in wanted.items()
-        if name not in active or active[name]._mapping[column] != geometry
-    ]
-    if new:
-        await conn.execute(table.insert().values(new))
+async def _replace(engine: AsyncEngine, table: Table, column: str, camera_id: str,
+                   wanted: dict[str, Any], site: str | None) -> bool:
+    """Make `wanted` (name -> geometry as stored) the camera's active set in `table`; False
+    for a camera the site does not see."""
+    async with engine.begin() as conn:
+        # FOR NO KEY UPDATE: concurrent replacements of one camera's geometry queue behind it.
+        found = await conn.execute(select(cameras.c.id).where(visible(camera_id, site))
+                                   .with_for_update(key_share=True))
+        if found.first() is None:
+            return False
+        rows = (await conn.execute(select(table).where(table.c.camera_id == camera_id))).all()
+        active = {r.name: r for r in rows if r.active}
+        versions: dict[str, int] = {}
+        for r in rows:
+            versions[r.name] = max(r.version, versions.get(r.name, 0))
+        for name, row in active.items():
+            if wanted.get(name) != row._mapping[column]:
+                await conn.execute(table.update().where(table.c.id == row.id)
+                                   .values(active=False))
+        new = [
+            {"camera_id": camera_id, "name": name, "version": versions.get(name, 0) + 1,
+             column: geometry}
+            for name, geometry in wanted.items()
+            if name not in active or active[name]._mapping[column] != geometry
+        ]
+        if new:
+            await conn.execute(table.insert().values(new))
+        await conn.execute(cameras.update().where(cameras.c.id == camera_id)
+                           .values(updated_at=func.now()))
+    return True
 
 
 async def replace_lines(engine: AsyncEngine, camera_id: str, lines: Sequence[LineIn],
                         site: str | None) -> bool:
     """False for a camera the site does not see."""
-    async with engine.begin() as conn:
-        if not await _lock_camera(conn, camera_id, site):
-            return False
-        await _replace(conn, counting_lines, camera_id, "geometry",
-                       {line.name: line.geometry().model_dump() for line in lines})
-        await conn.execute(cameras.update().where(cameras.c.id == camera_id)
-                           .values(updated_at=func.now()))
-    return True
+    return await _replace(engine, counting_lines, "geometry", camera_id,
+                          {line.name: line.geometry().model_dump() for line in lines}, site)
 
 
 async def replace_zones(engine: AsyncEngine, camera_id: str, wanted: Sequence[ZoneIn],
                         site: str | None) -> bool:
-    async with engine.begin() as conn:
-        if not await _lock_camera(conn, camera_id, site):
-            return False
-        await _replace(conn, zones, camera_id, "polygon",
-                       {zone.name: [p.model_dump() for p in zone.points] for zone in wanted})
-        await conn.execute(cameras.update().where(cameras.c.id == camera_id)
-                           .values(updated_at=func.now()))
-    return True
+    """False for a camera the site does not see."""
+    return await _replace(engine, zones, "polygon", camera_id,
+                          {zone.name: [p.model_dump() for p in zone.points] for zone in wanted},
+                          site)
 
 
 async def snapshot(engine: AsyncEngine, camera_id: str, site: str | None,
