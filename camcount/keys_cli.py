@@ -5,38 +5,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 from contracts.access import ALL_SITES, ROLES
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+def _engine() -> contextlib.AbstractAsyncContextManager[AsyncEngine]:
+    from contracts.settings import CommonSettings
+    from infra.db import short_lived_engine
+
+    return short_lived_engine(CommonSettings().database_url)
+
 
 async def _create(args: argparse.Namespace) -> int:
-    from contracts.settings import CommonSettings
-    from infra.db import create_engine
     from registry import api_keys
 
-    engine = create_engine(CommonSettings().database_url)
-    try:
+    async with _engine() as engine:
         stored, token = await api_keys.create(engine, name=args.name, role=args.role,
                                               site=args.site, rate_per_s=args.rate_per_s,
                                               burst=args.burst)
-    finally:
-        await engine.dispose()
     print(f"created key {stored.id} ({stored.role}, site {stored.site}); shown this once:")
     print(token)
     return 0
 
 
 async def _list(_: argparse.Namespace) -> int:
-    from contracts.settings import CommonSettings
-    from infra.db import create_engine
     from registry import api_keys
 
-    engine = create_engine(CommonSettings().database_url)
-    try:
+    async with _engine() as engine:
         keys = await api_keys.list_keys(engine, None, limit=10_000, offset=0)
-    finally:
-        await engine.dispose()
     for key in keys:
         state = "revoked" if key.revoked_at else "active"
         print(f"{key.id}  {key.role:<8} {key.site:<20} {state:<8} {key.name}")
@@ -44,15 +45,10 @@ async def _list(_: argparse.Namespace) -> int:
 
 
 async def _revoke(args: argparse.Namespace) -> int:
-    from contracts.settings import CommonSettings
-    from infra.db import create_engine
     from registry import api_keys
 
-    engine = create_engine(CommonSettings().database_url)
-    try:
+    async with _engine() as engine:
         found = await api_keys.revoke(engine, args.key_id, None)
-    finally:
-        await engine.dispose()
     if found is None:
         print(f"no key {args.key_id!r}")
         return 1

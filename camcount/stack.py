@@ -40,16 +40,13 @@ SIM_CAMERA = {
 
 def _admin_key(database_url: str) -> str:
     """A fresh admin key of every site for this run (printed in the dashboard link)."""
-    from infra.db import create_engine
+    from infra.db import short_lived_engine
     from registry import api_keys
 
     async def create() -> str:
-        engine = create_engine(database_url)
-        try:
+        async with short_lived_engine(database_url) as engine:
             _, token = await api_keys.create(engine, name="camcount up", role="admin", site="*")
             return token
-        finally:
-            await engine.dispose()
 
     return asyncio.run(create())
 

@@ -35,7 +35,7 @@ from bench.accuracy.truth import PixelLine
 from camcount import processes, services
 from camcount.host_address import host_address
 from contracts.tables import camera_progress, coverage_gaps, crossing_events
-from infra.db import create_engine
+from infra.db import create_engine, short_lived_engine
 from migrations import upgrade
 from registry import api_keys
 from registry.camera_urls import DEFAULT_CAMERA_NETWORKS, DEFAULT_CAMERA_PORTS
@@ -92,12 +92,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 async def _admin_key(database_url: str) -> str:
-    engine = create_engine(database_url)
-    try:
+    async with short_lived_engine(database_url) as engine:
         _, token = await api_keys.create(engine, name="bench accuracy", role="admin", site="*")
         return token
-    finally:
-        await engine.dispose()
 
 
 def _metric(text: str, name: str, **labels: str) -> float | None:
