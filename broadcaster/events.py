@@ -58,8 +58,9 @@ class Event:
         return broker.alerts_routing_key(self.region, self.camera_id)
 
 
-def build(row: OutboxRow, camera_site: str | None) -> Event:
-    """The event of a row; `camera_site` is the site of a counts row's camera."""
+def build(row: OutboxRow, camera_site: str | None, relayed_at: float | None = None) -> Event:
+    """The event of a row; `camera_site` is the site of a counts row's camera; `relayed_at`
+    when the broadcaster took it (a stage time for latency breakdowns)."""
     try:
         if row.topic == "counts":
             if row.camera_id is None or row.region is None:
@@ -68,7 +69,9 @@ def build(row: OutboxRow, camera_site: str | None) -> Event:
             update = CountUpdate(
                 event_seq=row.id, camera_id=row.camera_id, region=row.region,
                 batch_id=p["batch_id"], captured_at=p["captured_at"],
-                committed_at=p["committed_at"], delta=p["delta"], totals=p["totals"],
+                committed_at=p["committed_at"], published_at=p.get("published_at"),
+                started_at=p.get("started_at"), relayed_at=relayed_at, delta=p["delta"],
+                totals=p["totals"],
                 occupancy=p.get("occupancy", {}))
             return Event(row.id, "counts", row.camera_id, row.region, camera_site, update,
                          _text("counts", update))

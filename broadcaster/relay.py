@@ -41,7 +41,7 @@ async def running_transactions(conn: AsyncConnection) -> frozenset[int]:
 async def to_event(row: OutboxRow, cameras: CameraDirectory) -> Event:
     site = await cameras.site_of(row.camera_id) if row.topic == "counts" and row.camera_id \
         else None
-    return build(row, site)
+    return build(row, site, time.time())
 
 
 async def first_watermark(engine: AsyncEngine) -> int:

@@ -41,6 +41,8 @@ class BatchHeaders(_Frozen):
     frame_count: int = Field(ge=0)
     model: str | None = Field(default=None, description="the camera's model; None: default")
     assignment_epoch: int | None = Field(default=None, ge=0, description="set by the balancer")
+    published_at: float | None = Field(default=None, gt=0,
+                                       description="when ingest handed it to the broker")
 
     @field_validator("camera_id")
     @classmethod
@@ -63,7 +65,8 @@ class BatchHeaders(_Frozen):
         Unix time by up to a minute. AMQP tables carry no None: absent reads back as None."""
         table = {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
         for name in _INSTANTS:
-            table[f"{name}_us"] = round(table.pop(name) * 1_000_000)
+            if name in table:
+                table[f"{name}_us"] = round(table.pop(name) * 1_000_000)
         return table
 
     @classmethod
@@ -84,7 +87,7 @@ class BatchHeaders(_Frozen):
             raise MessageError(f"invalid batch headers: {problems}") from None
 
 
-_INSTANTS = ("captured_at", "deadline_at")
+_INSTANTS = ("captured_at", "deadline_at", "published_at")
 
 
 def _plain(value: Any) -> Any:
@@ -184,6 +187,11 @@ class CountUpdate(_Frozen):
     batch_id: str
     captured_at: float
     committed_at: float
+    # Stage times for latency breakdowns (bench/load); None from a writer that predates them.
+    published_at: float | None = Field(default=None, description="ingest handed it to the broker")
+    started_at: float | None = Field(default=None, description="the worker began decoding it")
+    relayed_at: float | None = Field(default=None,
+                                     description="the broadcaster took the committed row")
     delta: dict[str, int] = Field(description="'line_id:direction:class' -> crossings in batch")
     totals: dict[str, int] = Field(description="'line_id:direction:class' -> running total")
     occupancy: dict[str, int] = Field(default_factory=dict,

@@ -41,6 +41,7 @@ async def write_effects(
     state: CameraState,
     effects: BatchEffects,
     first: bool,
+    started_at: float | None = None,  # when the worker began on it, for latency breakdowns
 ) -> None:
     def at(frame_index: int) -> float:
         if not frame_times:
@@ -70,7 +71,8 @@ async def write_effects(
         insert(outbox).values(
             camera_id=headers.camera_id, region=headers.region, topic="counts",
             payload={"batch_id": str(headers.batch_id), "captured_at": headers.captured_at,
-                     "committed_at": time.time(), "delta": dict(delta),
+                     "committed_at": time.time(), "published_at": headers.published_at,
+                     "started_at": started_at, "delta": dict(delta),
                      "totals": state.totals, "occupancy": occupancy},
         )
     )
