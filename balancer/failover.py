@@ -24,12 +24,18 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from aio_pika.exceptions import AMQPError
+from aiormq.exceptions import ChannelInvalidStateError
+
 from balancer import metrics
 from balancer.fleet import Changes, Fleet
 from balancer.router import Router
 from contracts.messages import MessageError
 
 log = logging.getLogger("camcount.balancer")
+
+# What a broker restart raises from a robust channel before it is reopened.
+BROKER_ERRORS = (AMQPError, ConnectionError, TimeoutError, ChannelInvalidStateError)
 
 
 @dataclass
@@ -82,7 +88,14 @@ class Failover:
                 worker_id = self._pending.popleft()
                 if self.fleet.liveness.state(worker_id, now_mono) != "down":
                     continue  # back already (a new incarnation): its queue is its own again
-                moved = await self._drain(worker_id)
+                try:
+                    moved = await self._drain(worker_id)
+                except BROKER_ERRORS as exc:
+                    # The broker is restarting: try again on a later tick, not crash the
+                    # balancer (nobody would consume frames.ingress until it is restarted).
+                    self._pending.appendleft(worker_id)
+                    log.warning("failover %s postponed: %r", worker_id, exc)
+                    return
                 metrics.FAILOVERS.inc()
                 log.info("failover %s: %d queued batches re-routed", worker_id, moved)
                 self._dead[worker_id] = _Dead(now_mono, time.monotonic())
@@ -92,7 +105,11 @@ class Failover:
                     self.router.forget_queue(worker_id)
                 elif now_mono - dead.drained_mono >= self.recheck_s:
                     dead.drained_mono = now_mono
-                    moved = await self._drain(worker_id)
+                    try:
+                        moved = await self._drain(worker_id)
+                    except BROKER_ERRORS as exc:
+                        log.warning("failover %s: recheck postponed: %r", worker_id, exc)
+                        continue
                     if moved:
                         log.info("failover %s: %d more batches came back and were re-routed",
                                  worker_id, moved)

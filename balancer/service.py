@@ -23,9 +23,10 @@ from typing import Any
 
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import AMQPError
+from sqlalchemy.exc import SQLAlchemyError
 
 from balancer import metrics
-from balancer.failover import Failover
+from balancer.failover import BROKER_ERRORS, Failover
 from balancer.fleet import Fleet
 from balancer.holdings import Holdings
 from balancer.liveness import Liveness
@@ -36,6 +37,8 @@ from balancer.worker_state import Record, Recorder, Writer
 from contracts import broker
 from contracts.messages import MessageError, WorkerHeartbeat
 from infra import amqp, db, ops
+
+ROUTE_RETRY_S = 0.5
 
 log = logging.getLogger("camcount.balancer")
 
@@ -170,4 +173,13 @@ class Balancer:
                     await router.route(message)
                 except MessageError as exc:
                     await router.dead_letter(message, exc)
+                except (*BROKER_ERRORS, SQLAlchemyError, OSError) as exc:
+                    # The broker or the database went while routing: give the batch back
+                    # (after a pause: no busy loop while they are down) to be routed again,
+                    # or recorded as a gap once past its deadline. Were the channel gone, the
+                    # broker redelivers it anyway; a worker drops a copy it already applied.
+                    log.warning("batch %s not routed, retried: %r", message.message_id, exc)
+                    await asyncio.sleep(ROUTE_RETRY_S)
+                    with contextlib.suppress(*BROKER_ERRORS):
+                        await message.nack(requeue=True)
                 self._last_batch_mono = time.monotonic()

@@ -32,6 +32,7 @@ from typing import Any, cast
 import aio_pika
 from aio_pika.abc import AbstractExchange
 from aio_pika.exceptions import AMQPError
+from aiormq.exceptions import ChannelInvalidStateError
 from sqlalchemy import bindparam, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -325,7 +326,9 @@ class Writer:
             try:
                 await exchange.publish(message, routing_key=event.kind,
                                        timeout=_PUBLISH_TIMEOUT_S)
-            except (AMQPError, ConnectionError, TimeoutError) as exc:
+            except (AMQPError, ConnectionError, TimeoutError, ChannelInvalidStateError) as exc:
                 # The row is the record; the message is a notification that may be missed.
+                # ChannelInvalidStateError: the broker restarted and the robust channel is
+                # not reopened yet (it is a RuntimeError, and killed the balancer).
                 metrics.WORKER_STATE_ERRORS.labels("publish").inc()
                 log.warning("worker event %d not published: %s", event_id, exc)

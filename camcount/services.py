@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import ipaddress
 import logging
 import os
 import pwd
@@ -48,6 +49,9 @@ class ServicesConfig:
     amqp_mgmt_port: int
     pg_port: int
     profile: str = "dev"
+    # Also listen on this address (a multi-host test's bridge) and trust clients of its
+    # network; None keeps both servers on loopback only.
+    also_listen: ipaddress.IPv4Interface | None = None
 
     @classmethod
     def from_env(cls, profile: str = "dev") -> ServicesConfig:
@@ -195,6 +199,9 @@ def _rabbit_env(cfg: ServicesConfig) -> dict[str, str]:
         ERL_EPMD_ADDRESS="127.0.0.1",
         ERL_CRASH_DUMP=str(d / "log" / "erl_crash.dump"),
     )
+    if cfg.also_listen is not None:
+        # These would override the listeners that rabbitmq.conf names for both addresses.
+        del env["RABBITMQ_NODE_IP_ADDRESS"], env["RABBITMQ_NODE_PORT"]
     return env
 
 
@@ -218,10 +225,15 @@ def _write_rabbit_files(cfg: ServicesConfig) -> None:
         cookie.chmod(0o400)  # Erlang refuses a cookie that others can read
     (d / "rabbitmq-env.conf").touch()
     (d / "enabled_plugins").write_text("[rabbitmq_management].\n")
-    # guest is normally refused off loopback; the node only listens on loopback anyway.
+    # guest is normally refused off loopback; the node listens only there (and on a private
+    # test bridge with also_listen).
+    listeners = "" if cfg.also_listen is None else (
+        f"listeners.tcp.1 = 127.0.0.1:{cfg.amqp_port}\n"
+        f"listeners.tcp.2 = {cfg.also_listen.ip}:{cfg.amqp_port}\n")
     (d / "rabbitmq.conf").write_text(
         "loopback_users.guest = false\n"
         f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {cfg.amqp_mgmt_port}\n"
+        + listeners
     )
 
 
@@ -333,8 +345,11 @@ def _start_pg(cfg: ServicesConfig) -> None:
                 fh.write("\ninclude_if_exists = 'camcount.conf'\n")
         # Rewritten on every start so that a changed CAMCOUNT_PG_PORT takes effect.
         conf = data / "camcount.conf"
+        also = "" if cfg.also_listen is None else f",{cfg.also_listen.ip}"
+        if cfg.also_listen is not None:
+            _trust_network(data / "pg_hba.conf", cfg.also_listen.network)
         conf.write_text(
-            "listen_addresses = '127.0.0.1'\n"
+            f"listen_addresses = '127.0.0.1{also}'\n"
             f"port = {cfg.pg_port}\n"
             f"unix_socket_directories = '{data}'\n"
             "max_connections = 200\nshared_buffers = 128MB\n"
@@ -349,6 +364,13 @@ def _start_pg(cfg: ServicesConfig) -> None:
             raise ServiceError(f"postgresql failed to start: {exc}\n{_tail(server_log)}") from exc
     if _psql(cfg, f"select 1 from pg_database where datname = '{DB_NAME}'") != "1":
         _psql(cfg, f"create database {DB_NAME}")
+
+
+def _trust_network(hba: Path, network: ipaddress.IPv4Network) -> None:
+    line = f"host all all {network} trust\n"
+    if line not in hba.read_text():
+        with hba.open("a") as fh:
+            fh.write(line)
 
 
 def _stop_pg(cfg: ServicesConfig) -> bool:
@@ -385,6 +407,13 @@ def stop_all(cfg: ServicesConfig) -> None:
             print("rabbitmq stopped", flush=True)
         if _stop_pg(cfg):
             print("postgresql stopped", flush=True)
+
+
+def stop_one(cfg: ServicesConfig, server: str) -> None:
+    """Stop one server, gracefully (fault tests restart each alone); start_all starts it again."""
+    stoppers = {"rabbitmq": _stop_rabbit, "postgresql": _stop_pg}
+    with _locked(cfg):
+        stoppers[server](cfg)
 
 
 def status(cfg: ServicesConfig) -> dict[str, str]:

@@ -242,6 +242,21 @@ coverage_gaps = Table(
     UniqueConstraint("camera_id", "stream_epoch", "seq_from", name="uq_coverage_gaps_start"),
 )
 
+# Opt-in (BATCH_LEDGER=true, migration 0010): one row per applied batch, written in the apply
+# transaction, for the fault suite. No unique key: a batch applied twice must show as two rows.
+batch_ledger = Table(
+    "batch_ledger",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("camera_id", Text, nullable=False),
+    Column("stream_epoch", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("worker_id", Text, nullable=False),
+    Column("crossings", Integer, nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_batch_ledger_batch", "camera_id", "stream_epoch", "seq"),
+)
+
 outbox = Table(
     "outbox",
     metadata,

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -18,17 +19,33 @@ log = logging.getLogger(__name__)
 
 
 async def record_gaps(conn: AsyncConnection, camera_id: str, gaps: Sequence[GapSpan]) -> None:
-    if not gaps:
-        return
-    await conn.execute(
-        insert(coverage_gaps)
-        .values([
-            {"camera_id": camera_id, "stream_epoch": g.stream_epoch, "seq_from": g.seq_from,
-             "seq_to": g.seq_to, "reason": g.reason}
-            for g in gaps
-        ])
-        .on_conflict_do_nothing(constraint="uq_coverage_gaps_start")
-    )
+    for gap in gaps:
+        await _record_gap(conn, camera_id, gap)
+
+
+async def _record_gap(conn: AsyncConnection, camera_id: str, gap: GapSpan) -> None:
+    """Insert one span; where a gap already starts at its first seq (one batch shed or
+    dead-lettered alone, later found missing together with the batches after it), record the
+    rest from where that gap ends. Doing nothing on that conflict left the rest of the span
+    uncovered: batches neither counted nor in any gap (found by tests/faults)."""
+    seq_from = gap.seq_from
+    while seq_from <= gap.seq_to:
+        inserted = (await conn.execute(
+            insert(coverage_gaps)
+            .values(camera_id=camera_id, stream_epoch=gap.stream_epoch, seq_from=seq_from,
+                    seq_to=gap.seq_to, reason=gap.reason)
+            .on_conflict_do_nothing(constraint="uq_coverage_gaps_start")
+            .returning(coverage_gaps.c.id)
+        )).first()
+        if inserted is not None:
+            return
+        covered_to = (await conn.execute(
+            select(coverage_gaps.c.seq_to).where(
+                coverage_gaps.c.camera_id == camera_id,
+                coverage_gaps.c.stream_epoch == gap.stream_epoch,
+                coverage_gaps.c.seq_from == seq_from)
+        )).scalar_one()
+        seq_from = covered_to + 1
 
 
 async def record_dead_lettered(

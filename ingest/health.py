@@ -133,7 +133,9 @@ class CameraHealth:
         if now_mono - self._same_since_mono >= self.policy.frozen_s or self.status == "frozen":
             why = "the picture has not changed" if same_picture else "timestamps stopped"
             return self._become("frozen", f"{why} for {self.policy.frozen_s:g} s", now)
-        return self._moving(now, captured_at)  # still within the benefit of the doubt
+        # Still within the benefit of the doubt, but not a moving frame: should the picture
+        # turn out frozen, its gap starts at the last frame that moved, not frozen_s later.
+        return self._moving(now, captured_at, moved=False)
 
     def on_tick(self, now: float, now_mono: float) -> list[Effect]:
         """The watchdog's periodic look, independent of the frame loop (a hung read is caught)."""
@@ -163,7 +165,7 @@ class CameraHealth:
 
     # --- internals ---
 
-    def _moving(self, now: float, captured_at: float) -> list[Effect]:
+    def _moving(self, now: float, captured_at: float, moved: bool = True) -> list[Effect]:
         effects: list[Effect] = []
         if self.gap_open:
             effects.append(GapClosed(captured_at))
@@ -174,7 +176,9 @@ class CameraHealth:
             # from a node that crashed): record that span as well.
             effects.append(GapOpened(self.last_frame_at, "no frames: ingest not reading"))
             effects.append(GapClosed(captured_at))
-        self.last_frame_at = captured_at
+        if moved or effects:
+            # A gap just closed here: the next one may not start before it ended.
+            self.last_frame_at = captured_at
         if self.status not in _COVERED:
             effects += self._become("live", "frames moving", now)
         return effects

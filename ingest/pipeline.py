@@ -25,6 +25,7 @@ from ingest import metrics
 from ingest.backoff import Backoff
 from ingest.batching import Batcher, BatchPolicy
 from ingest.cameras import CameraSpec, next_stream_epoch
+from ingest.confirm_log import confirm_recorder
 from ingest.health import CameraHealth, Effect, HealthPolicy
 from ingest.jpeg import prepare_frame
 from ingest.leases import Fence, LeaseLost
@@ -55,7 +56,9 @@ class CameraPipeline:
         self.outbox = Outbox(
             spec, link,
             OutboxEvents(self._backpressure, self._cleared, self._dropped),
-            max_queued=settings.outbox_batches, window=settings.publish_window)
+            max_queued=settings.outbox_batches, window=settings.publish_window,
+            on_confirmed=(confirm_recorder(settings.confirm_log, spec)
+                          if settings.confirm_log is not None else None))
         self.backoff = Backoff(settings.reconnect_initial_s, settings.reconnect_max_s,
                                settings.reconnect_healthy_s)
         self.epoch = 0

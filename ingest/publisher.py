@@ -96,6 +96,8 @@ class Outbox:
     _epoch: int = -1
     _seq: int = 0
     dropped_frames: int = 0
+    # Called with each batch the broker confirmed (CONFIRM_LOG, tests only).
+    on_confirmed: Callable[[BatchHeaders], None] | None = None
 
     @property
     def queued(self) -> int:
@@ -195,6 +197,8 @@ class Outbox:
                 await self._resend_all()
                 continue
             self._in_flight.popleft()
+            if self.on_confirmed is not None:
+                self.on_confirmed(headers)
             metrics.BATCHES.labels(self.spec.id).inc()
             metrics.PUBLISH_LATENCY.observe(time.time() - headers.captured_at)
 
@@ -214,7 +218,7 @@ class Outbox:
             camera_id=spec.id, stream_epoch=batch.epoch, seq=seq, priority=spec.priority,
             region=spec.region, capability=spec.capability, model=spec.model,
             captured_at=batch.captured_at, deadline_at=batch.captured_at + spec.deadline_s,
-            frame_count=len(batch.frames),
+            frame_count=len(batch.frames), published_at=time.time(),
         )
         message = aio_pika.Message(
             encode_batch(batch.frames), headers=headers.to_amqp(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -30,6 +31,9 @@ class IngestSettings(CommonSettings):
         default=8, ge=1, description="batches a camera may queue for the broker; then the "
         "oldest are dropped (and recorded as a gap)")
     publish_window: int = Field(default=4, ge=1, description="unconfirmed publishes per camera")
+    confirm_log: Path | None = Field(
+        default=None, description="tests only: append a JSON line per batch the broker "
+        "confirmed to this file (ingest/confirm_log.py; the fault suite reads it)")
     status_refresh_s: float = Field(default=1.0, gt=0, description="camera stats write period")
     snapshot_s: float = Field(default=10.0, ge=0, description="how often a camera's latest "
                               "frame is stored for the dashboard's line editor; 0: never")

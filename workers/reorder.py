@@ -48,6 +48,13 @@ class ReorderWindow(Generic[T]):
         cam = self._cameras.setdefault(camera_id, _Camera())
         cam.expected = (stream_epoch, seq + 1)
 
+    def skipped(self, camera_id: str, stream_epoch: int, seq: int) -> None:
+        """A batch was settled without applying (dead-lettered, stale): when it is the one
+        expected, expect the next. Never moves the expectation back (an old batch skipped)."""
+        cam = self._cameras.get(camera_id)
+        if cam is not None and cam.expected == (stream_epoch, seq):
+            cam.expected = (stream_epoch, seq + 1)
+
     def ready(self, camera_id: str) -> list[T]:
         """Held items that have become next in line after an apply."""
         cam = self._cameras.get(camera_id)

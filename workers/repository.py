@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts.gaps import GapSpan
 from contracts.messages import BatchHeaders
 from contracts.tables import (
     assignments,
+    batch_ledger,
     camera_progress,
 )
 from infra.gaps import record_gaps
@@ -62,9 +64,12 @@ async def apply_batch(
     cached: CachedState | None,
     tracker_config: TrackerConfig,
     before_commit: Callable[[], Awaitable[None]] | None = None,
+    ledger: bool = False,
+    started_at: float | None = None,
 ) -> ApplyResult:
     """Apply one batch. `before_commit` runs inside the transaction after every write: the
-    fault-injection point for a crash before the commit."""
+    fault-injection point for a crash before the commit. `ledger` (BATCH_LEDGER) also writes a
+    batch_ledger row in this transaction, so the fault suite sees every apply exactly."""
     camera_id = headers.camera_id
     async with engine.begin() as conn:
         owner = (
@@ -103,10 +108,32 @@ async def apply_batch(
             before = CameraState(Tracker(tracker_config))
         state, effects = advance(before, wanted.apply(detections), lines, zones, frame_times)
         await record_gaps(conn, camera_id, decision.gaps)
-        await write_effects(conn, worker_id, headers, frame_times, state, effects, row is None)
+        await write_effects(conn, worker_id, headers, frame_times, state, effects, row is None,
+                            started_at)
+        if ledger:
+            await conn.execute(batch_ledger.insert().values(
+                camera_id=camera_id, stream_epoch=headers.stream_epoch, seq=headers.seq,
+                worker_id=worker_id, crossings=len(effects.crossings)))
         if before_commit is not None:
             await before_commit()
     return ApplyResult(
         Outcome.APPLIED, tuple(effects.crossings), state,
         Progress(headers.stream_epoch, headers.seq),
     )
+
+
+async def record_stale(engine: AsyncEngine, headers: BatchHeaders) -> bool:
+    """A batch past its deadline is not processed (real time first) and becomes a 'stale'
+    gap — unless it was applied already: a redelivery of a batch whose commit made it but
+    whose ack did not (the worker died between the two). A gap over an applied batch would
+    make reports understate coverage. False: a duplicate, nothing recorded."""
+    async with engine.begin() as conn:
+        row = (await conn.execute(
+            select(camera_progress.c.stream_epoch, camera_progress.c.last_seq)
+            .where(camera_progress.c.camera_id == headers.camera_id))).first()
+        progress = Progress(row.stream_epoch, row.last_seq) if row else None
+        if decide(progress, headers.stream_epoch, headers.seq).action == "duplicate":
+            return False
+        await record_gaps(conn, headers.camera_id,
+                          [GapSpan(headers.stream_epoch, headers.seq, headers.seq, "stale")])
+        return True

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -19,7 +20,27 @@ from workers.reorder import ReorderWindow
 # What the handler reports: the camera's progress after this batch, or None when unknown
 # (failed, fenced, or not a batch at all).
 Applied = tuple[str, int, int] | None
-Handler = Callable[[AbstractIncomingMessage], Awaitable[Applied]]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A batch settled without being applied (dead-lettered, stale): no later delivery will
+    apply it, so the camera's batches held behind it need not wait out the window. Without
+    this, held batches of a few such cameras fill the prefetch, nothing else is delivered, and
+    the whole worker stalls for the window's wait."""
+
+    camera_id: str
+    stream_epoch: int
+    seq: int
+
+
+def skipped(message: AbstractIncomingMessage) -> Skipped | None:
+    """The Skipped batch a message names; None when its headers name none."""
+    key = _order_key(message)
+    return None if key is None else Skipped(*key)
+
+
+Handler = Callable[[AbstractIncomingMessage], Awaitable[Applied | Skipped]]
 
 
 def _order_key(message: AbstractIncomingMessage) -> tuple[str, int, int] | None:
@@ -55,9 +76,12 @@ class Sequencer:
         async with self._lock:
             todo = deque(messages)
             while todo:
-                applied = await self._handle(todo.popleft())
-                if applied is not None:
-                    camera_id, stream_epoch, seq = applied
+                outcome = await self._handle(todo.popleft())
+                if isinstance(outcome, Skipped):
+                    self.window.skipped(outcome.camera_id, outcome.stream_epoch, outcome.seq)
+                    todo.extend(self.window.ready(outcome.camera_id))
+                elif outcome is not None:
+                    camera_id, stream_epoch, seq = outcome
                     self.window.applied(camera_id, stream_epoch, seq)
                     todo.extend(self.window.ready(camera_id))
 

@@ -23,10 +23,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from contracts import broker
 from contracts.batch import decode_batch
-from contracts.gaps import GapSpan
 from contracts.messages import BatchHeaders, MessageError, WorkerHeartbeat
 from infra import amqp, db, ops
-from infra.gaps import record_dead_lettered, record_gaps
+from infra.gaps import record_dead_lettered
 from infra.runner import cancel_and_wait
 from workers import metrics
 from workers.detection import Detection
@@ -35,9 +34,9 @@ from workers.frames import DecodedBatch, decode_frames
 from workers.heartbeat import Outcomes, Vitals, VitalsSample, beat_forever, capacity_per_s
 from workers.redeliveries import count_redelivery
 from workers.reorder import ReorderWindow
-from workers.repository import CachedState, Outcome, apply_batch
+from workers.repository import CachedState, Outcome, apply_batch, record_stale
 from workers.retry import AttemptLog, GiveUp, HandBack, Retry, attempts_header
-from workers.sequencer import Applied, Sequencer
+from workers.sequencer import Applied, Sequencer, Skipped, skipped
 from workers.settings import WorkerSettings
 from workers.tracking import TrackerConfig
 
@@ -209,7 +208,8 @@ class Worker:
             models=self.detectors.served_models(), max_batch=self.detectors.max_batch,
         )
 
-    async def _handle(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> Applied:
+    async def _handle(self, channel: AbstractChannel,
+                      message: AbstractIncomingMessage) -> Applied | Skipped:
         self.in_flight += 1
         metrics.IN_FLIGHT.inc()
         try:
@@ -221,28 +221,27 @@ class Worker:
         except MessageError as exc:
             self.outcomes.data_errors += 1
             await self._dead_letter(channel, message, str(exc))
-            return None
+            return skipped(message)
         except TimeoutError:
             self.outcomes.timed_out += 1
             log.warning("batch %s timed out after %.1f s", message.message_id,
                         self.settings.job_timeout_s)
             metrics.BATCHES.labels("timeout").inc()
-            await self._after_failure(channel, message, "timed out")
-            return None
+            return await self._after_failure(channel, message, "timed out")
         except Exception as exc:
             self.outcomes.failed += 1
             log.exception("batch %s failed", message.message_id)
             metrics.BATCHES.labels("error").inc()
-            await self._after_failure(channel, message, repr(exc))
-            return None
+            return await self._after_failure(channel, message, repr(exc))
         finally:
             self.in_flight -= 1
             self.outstanding -= 1
             metrics.IN_FLIGHT.dec()
 
     async def _after_failure(self, channel: AbstractChannel, message: AbstractIncomingMessage,
-                             error: str) -> None:
-        """Retry here with back-off, hand back to the balancer, or give up (workers/retry.py)."""
+                             error: str) -> Skipped | None:
+        """Retry here with back-off, hand back to the balancer, or give up (workers/retry.py).
+        A batch given up on is Skipped: the camera's batches behind it need not wait for it."""
         message_id = message.message_id or ""
         before = attempts_header((message.headers or {}).get(broker.HEADER_ATTEMPTS))
         verdict = self.retry.decide(self.attempts.failed(message_id), before)
@@ -251,7 +250,7 @@ class Worker:
             # worker that fails everything, while the balancer's breaker moves its cameras.
             await asyncio.sleep(verdict.delay_s)
             await message.nack(requeue=True)
-            return
+            return None
         self.attempts.forget(message_id)
         if isinstance(verdict, HandBack):
             log.warning("batch %s failed %d times here; handed back for another worker",
@@ -259,11 +258,12 @@ class Worker:
             metrics.RETRY_VERDICTS.labels("hand_back").inc()
             await self._reroute(channel, message, "failed", verdict.attempts_total)
             await message.ack()
-            return
+            return None
         assert isinstance(verdict, GiveUp)
         metrics.RETRY_VERDICTS.labels("give_up").inc()
         await self._dead_letter(
             channel, message, f"failed {verdict.attempts_total} attempts; last: {error}")
+        return skipped(message)
 
     async def _dead_letter(self, channel: AbstractChannel, message: AbstractIncomingMessage,
                            reason: str) -> None:
@@ -272,7 +272,8 @@ class Worker:
         await amqp.dead_letter(channel, message, reason, f"worker:{self.settings.worker_id}")
         metrics.DEAD_LETTERED.inc()
 
-    async def _process(self, channel: AbstractChannel, message: AbstractIncomingMessage) -> Applied:
+    async def _process(self, channel: AbstractChannel,
+                       message: AbstractIncomingMessage) -> Applied | Skipped:
         task = self._prepared.pop(message.delivery_tag or -1, None)
         # Awaited first, so its outcome (or its error) is always collected.
         prepared = await (task if task is not None else self._prepare(message))
@@ -285,13 +286,10 @@ class Worker:
             raise MessageError("batch reached a worker without an assignment_epoch header")
         decoded = prepared.decoded
         if decoded is None:
-            async with self.engine.begin() as conn:
-                await record_gaps(conn, headers.camera_id,
-                                  [GapSpan(headers.stream_epoch, headers.seq, headers.seq,
-                                           "stale")])
-            metrics.BATCHES.labels("stale").inc()
+            stale = await record_stale(self.engine, headers)
+            metrics.BATCHES.labels("stale" if stale else "duplicate").inc()
             await message.ack()
-            return None
+            return Skipped(headers.camera_id, headers.stream_epoch, headers.seq)
         metrics.CORRUPT_FRAMES.inc(decoded.corrupt)
         if decoded.corrupt:
             self.outcomes.data_errors += 1  # the camera's fault: the breaker ignores these
@@ -307,6 +305,8 @@ class Worker:
                 self.engine, self.settings.worker_id, headers, decoded.captured_at, detections,
                 self.cache.get(headers.camera_id), self.tracker_config,
                 before_commit=self._fault_before_commit(headers.seq),
+                ledger=self.settings.batch_ledger,
+                started_at=time.time() - (time.monotonic() - prepared.started_mono),
             )
         if self.settings.kills_at("after_commit", headers.seq):
             await self._die()

@@ -70,6 +70,11 @@ class WorkerSettings(CommonSettings):
         description="a batch the broker redelivered this often (its holders died or gave it "
         "back) is dead-lettered as a likely poison batch (workers/redeliveries.py)",
     )
+    batch_ledger: bool = Field(
+        default=False,
+        description="tests only: write a batch_ledger row (camera, epoch, seq, worker) in each "
+        "apply transaction, so the fault suite (tests/faults) sees every apply, doubles too",
+    )
     fault_injection: str = Field(
         default="",
         description="tests only: 'before_commit@SEQ' or 'after_commit@SEQ' makes this process "

@@ -118,6 +118,20 @@ def test_identical_pictures_freeze_after_frozen_s_and_a_reconnect_stays_frozen()
     assert any(isinstance(e, GapClosed) for e in effects)
 
 
+def test_a_frozen_gap_starts_at_the_last_moving_frame_not_frozen_s_later() -> None:
+    """The frames of the benefit of the doubt showed the still picture already: counting saw
+    nothing in them, so the report must show them inside the gap, not as a false zero."""
+    health, clock = CameraHealth(HealthPolicy(frozen_s=3)), Clock()
+    health.on_connecting(clock.t, "opening")
+    health.on_session_open(clock.t)
+    clock.frame(health)
+    moved_at = clock.t
+    effects: list[Effect] = []
+    for _ in range(20):
+        effects += clock.frame(health, same=True)
+    assert GapOpened(moved_at, "frozen: the picture has not changed for 3 s") in effects
+
+
 def test_stopped_timestamps_freeze_too() -> None:
     health, clock = CameraHealth(HealthPolicy(frozen_s=1)), Clock()
     health.on_connecting(clock.t, "opening")

@@ -63,3 +63,13 @@ def test_first_batch_of_a_camera_and_new_epochs_pass_straight_through() -> None:
     window.applied("c", 1, 7)
     assert window.offer("c", 2, 0, "b", 0.1) == ["b"]  # reconnect: a new stream epoch
     assert window.offer("c", 1, 3, "old", 0.2) == ["old"]  # behind: the apply step decides
+
+
+def test_a_skipped_batch_releases_the_ones_held_behind_it_at_once() -> None:
+    window: ReorderWindow[int] = ReorderWindow(max_held=3, max_wait_s=60)
+    window.applied("c", 1, 4)
+    assert window.offer("c", 1, 6, 6, 0.0) == []  # waits for 5
+    window.skipped("c", 1, 5)  # 5 was dead-lettered: nothing will apply it
+    assert window.ready("c") == [6]
+    window.skipped("c", 1, 2)  # an old batch skipped: the expectation never moves back
+    assert window.offer("c", 1, 7, 7, 0.1) == [7]
