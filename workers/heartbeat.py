@@ -153,11 +153,14 @@ async def beat_forever(
             depth = 0
         sample = await asyncio.to_thread(vitals.sample)
         beat = make_beat(depth, sample)
-        await exchange.publish(
-            aio_pika.Message(beat.model_dump_json().encode(),
-                             content_type="application/json", expiration=10),
-            routing_key="",
-        )
+        try:
+            await exchange.publish(
+                aio_pika.Message(beat.model_dump_json().encode(),
+                                 content_type="application/json", expiration=10),
+                routing_key="",
+            )
+        except Exception as exc:  # nor must a connection that is being re-established
+            log.warning("heartbeat not sent: %s", exc)
         if stop.is_set():
             return
         wait_s = interval_s + (rng.uniform(0, jitter_s) if jitter_s else 0.0)
