@@ -4,10 +4,14 @@ pass over every camera.
 
 A camera's rate is learned from its own batches: the capture-time distance between
 consecutive sequence numbers (the balancer's arrival times would measure the queue instead).
+
+It also remembers since when each camera is with its holder (monotonic clock), for the
+policy's dwell before an optional move (`BatchRequest.held_since_mono`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -35,11 +39,18 @@ class Holdings:
         self.alpha = alpha
         self._cameras: dict[str, _Camera] = {}
         self._holder: dict[str, str] = {}  # camera -> worker, also for cameras not yet seen
+        self._since: dict[str, float] = {}  # camera -> when its holder took it
         self._held: dict[str, list[float]] = {}
 
-    def load(self, holders: Mapping[str, str]) -> None:
-        """Replace every holder (assignments re-read from the database)."""
-        self._holder = dict(holders)
+    def load(self, holders: Mapping[str, str], now_mono: float = -math.inf) -> None:
+        """Replace every holder (assignments re-read from the database). A holder we already
+        knew keeps its time; one that changed behind our back (another balancer moved the
+        camera) counts from `now_mono`; one first seen (start-up) from long ago, so a balancer
+        that starts holds nothing back."""
+        since = {c: (self._since.get(c, now_mono) if self._holder.get(c) == w
+                     else -math.inf if c not in self._holder else now_mono)
+                 for c, w in holders.items()}
+        self._holder, self._since = dict(holders), since
         self._held.clear()
         for camera_id, cam in self._cameras.items():
             cam.holder = self._holder.get(camera_id)
@@ -66,7 +77,11 @@ class Holdings:
         self._add(cam, 1.0)
         return cam.rate_per_s
 
-    def place(self, camera_id: str, worker_id: str) -> None:
+    def place(self, camera_id: str, worker_id: str, now_mono: float = -math.inf) -> None:
+        """The camera is now with `worker_id`, since `now_mono` if that is a change (leave it
+        out only where no dwell applies: the policy then moves the camera freely)."""
+        if self._holder.get(camera_id) != worker_id:
+            self._since[camera_id] = now_mono
         self._holder[camera_id] = worker_id
         cam = self._cameras.get(camera_id)
         if cam is None or cam.holder == worker_id:
@@ -77,6 +92,10 @@ class Holdings:
 
     def holder(self, camera_id: str) -> str | None:
         return self._holder.get(camera_id)
+
+    def held_since(self, camera_id: str) -> float:
+        """When the camera's holder took it (monotonic); -inf if unknown or long ago."""
+        return self._since.get(camera_id, -math.inf)
 
     def cameras_of(self, worker_id: str) -> list[str]:
         return [c for c, w in self._holder.items() if w == worker_id]

@@ -11,6 +11,8 @@ SHED = Counter("camcount_balancer_shed_total", "Batches shed under overload", ["
 DELAYED = Counter("camcount_balancer_delayed_total", "Routing decisions that waited",
                   ["reason"])
 DEAD_LETTERED = Counter("camcount_balancer_dead_lettered_total", "Messages sent to the DLQ")
+UNROUTABLE = Counter("camcount_balancer_unroutable_total",
+                     "Batches the broker returned: their worker queue was gone")
 REASSIGNMENTS = Counter("camcount_balancer_reassignments_total", "Camera assignment changes")
 LIVE_WORKERS = Gauge("camcount_balancer_live_workers", "Workers considered live")
 LIVENESS_EVENTS = Counter("camcount_balancer_liveness_events_total",

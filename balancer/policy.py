@@ -8,6 +8,11 @@ The hybrid policy, in order:
    It moves only when the holder is overloaded or far more utilised than the least utilised
    worker, the best alternative wins by a margin, and the move budget (K per interval) allows:
    a joining worker takes cameras gradually instead of a thundering herd of tracker reloads.
+   Hysteresis against ping-pong (a soak run's backlog after a failover sent cameras back and
+   forth every few seconds, each move fencing the old worker's queued batches and resetting
+   the tracker, which fed the backlog): such an optional move also needs the camera to have
+   stayed `min_dwell_s` with its holder, and a target that is not saturated itself once the
+   camera joins. Leaving a holder that is down, open or incapable is never held back.
 3. Otherwise place by score (`HybridPolicy.score`): expected time to result, committed
    utilisation, the queueing that load will cause, and a penalty for another region.
 4. Admission: high and critical are always routed (worker queues are priority queues, so they
@@ -89,6 +94,7 @@ class BatchRequest:
     region_strict: bool = False
     rate_per_s: float = 1.0  # the camera's batch rate, to project utilisation
     model: str | None = None  # the camera's named model; None: the workers' default
+    held_since_mono: float = -math.inf  # when `current` took the camera; -inf: long ago
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +140,16 @@ class HybridConfig:
     low_admit_share: float = 0.2
     delay_s: float = 0.25  # how long a delayed batch waits before it is decided again
     stats_interval_s: float = 1.0  # how stale the pool-wide statistics may be
+    # How long a camera stays with a holder before an optional move (not a failover, not a
+    # breaker probe): see BalancerSettings.min_dwell_s for why 12 s.
+    min_dwell_s: float = 12.0
 
     def __post_init__(self) -> None:
         if not 0 < self.low_admit_share <= self.normal_admit_share <= 1:
             raise ValueError("need 0 < low_admit_share <= normal_admit_share <= 1")
         if (min(self.moves_per_interval, self.scans_per_interval) < 0
-                or self.move_interval_s <= 0 or self.delay_s <= 0):
-            raise ValueError("invalid move budget or delay")
+                or self.move_interval_s <= 0 or self.delay_s <= 0 or self.min_dwell_s < 0):
+            raise ValueError("invalid move budget, delay or dwell")
 
 
 def _capable(w: WorkerView, req: BatchRequest, strict: bool) -> bool:
@@ -198,6 +207,16 @@ class HybridPolicy:
         return (w.expected_s(request.priority) + cfg.util_weight_s * (w.utilisation + extra)
                 + queueing + penalty)
 
+    def saturated(self, w: WorkerView, req: BatchRequest) -> bool:
+        """Whether `w`, once the camera joins it, is overloaded itself: its batches of the
+        camera's priority would take longer than `overload_s`, or the load of that priority
+        and above (all its priority queue serves first) would reach its capacity, so its
+        backlog could only grow. Moving between two saturated workers cannot help: the move
+        adds a tracker reload and fences the batches queued at the old worker."""
+        capacity = max(w.capacity_per_s, 1e-9)
+        urgent = (sum(w.held_per_s[req.priority:]) + req.rate_per_s) / capacity
+        return w.expected_s(req.priority) > self.config.overload_s or urgent >= 1.0
+
     def _may_keep(self, w: WorkerView, req: BatchRequest) -> bool:
         if not _capable(w, req, self.config.strict_regions):
             return False
@@ -214,11 +233,14 @@ class HybridPolicy:
         if self._moves < 1 or self._scans < 1:
             return None
         stats = self._pool_stats(workers, now_mono)
-        over = holder.expected_s(req.priority) > cfg.overload_s
+        # Probes are exempt from the dwell: the breaker's slots already bound them, and a
+        # worker whose cameras all just left it (that is why it opened) recovers only by them.
+        dwelt = now_mono - req.held_since_mono >= cfg.min_dwell_s
+        over = dwelt and holder.expected_s(req.priority) > cfg.overload_s
         floor = stats.min_utilisation.get(req.capability, holder.utilisation)
         # Rebalancing is an optimisation: it may spend only half the moves, so that a camera
         # whose batches suffer ("over") always finds one left.
-        imbalanced = (2 * self._moves > cfg.moves_per_interval
+        imbalanced = (dwelt and 2 * self._moves > cfg.moves_per_interval
                       and holder.utilisation - floor > cfg.imbalance)
         probe = next((workers[p] for p in stats.probing if p in workers and p != holder.worker_id
                       and _may_probe(workers[p], req)
@@ -229,8 +251,9 @@ class HybridPolicy:
         target = probe  # recovery needs traffic; a low or normal camera is the cheap kind
         if target is None:
             best = self._best(req, workers, exclude=holder.worker_id, probes=False)
-            if best is not None and (self.score(best, req, True) + cfg.move_margin_s
-                                     < self.score(holder, req, False)):
+            if (best is not None and not self.saturated(best, req)
+                    and (self.score(best, req, True) + cfg.move_margin_s
+                         < self.score(holder, req, False))):
                 target = best
         if target is not None:
             self._moves -= 1

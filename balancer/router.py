@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aiormq.abc import DeliveredMessage
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -59,7 +60,7 @@ class Router:
 
     async def reload_assignments(self) -> None:
         self.assigned = await load_all(self.engine)
-        self.holdings.load({c: a.worker_id for c, a in self.assigned.items()})
+        self.holdings.load({c: a.worker_id for c, a in self.assigned.items()}, time.monotonic())
 
     async def route(self, message: AbstractIncomingMessage, origin: Origin = "ingress") -> str:
         """Route, shed or gap one batch and ack it; returns what happened (for logs and tests).
@@ -85,7 +86,8 @@ class Router:
             request = BatchRequest(
                 headers.camera_id, headers.capability, headers.region, headers.priority,
                 time_left_s, current.worker_id if current else None, rate_per_s=rate,
-                model=headers.model)
+                model=headers.model,
+                held_since_mono=self.holdings.held_since(headers.camera_id))
             decision = self.policy.decide(request, views, now_mono)
             if isinstance(decision, Route):
                 break
@@ -99,7 +101,8 @@ class Router:
         if current is None or current.worker_id != worker_id:
             current = await self._assign(headers.camera_id, worker_id, current)
         self.fleet.routed(worker_id, time.monotonic(), probe=decision.reason == "probe")
-        await self._publish(message, headers, worker_id, current.epoch)
+        if not await self._publish(message, headers, worker_id, current.epoch):
+            return await self._gap(message, headers, "no_worker")
         metrics.ROUTED.labels(decision.reason).inc()
         await message.ack()
         return f"routed:{worker_id}"
@@ -128,7 +131,7 @@ class Router:
         except IntegrityError:
             raise MessageError(f"batch of unknown camera {camera_id!r}") from None
         self.assigned[camera_id] = current
-        self.holdings.place(camera_id, worker_id)
+        self.holdings.place(camera_id, worker_id, time.monotonic())
         metrics.REASSIGNMENTS.inc()
         log.info("camera %s assigned to %s (epoch %d, was %s)", camera_id, worker_id,
                  current.epoch, previous.worker_id if previous else "none")
@@ -140,21 +143,34 @@ class Router:
             self.assigned.pop(camera_id, None)
             return
         self.assigned[camera_id] = current
-        self.holdings.place(camera_id, current.worker_id)
+        self.holdings.place(camera_id, current.worker_id, time.monotonic())
 
     async def _publish(self, message: AbstractIncomingMessage, headers: BatchHeaders,
-                       worker_id: str, epoch: int) -> None:
-        queue = await self.worker_queue(worker_id)
+                       worker_id: str, epoch: int) -> bool:
+        """Publishes mandatory, so a batch the broker routes nowhere comes back instead of
+        vanishing: that happens when the worker's queue was deleted under us (by an operator,
+        or lost with a broker node). The queue is declared again, which its worker re-consumes,
+        and the batch sent once more; False if it is still unroutable (recorded as a gap)."""
         table: dict[str, Any] = {k: v for k, v in (message.headers or {}).items() if k in _KEPT}
         table |= headers.model_copy(update={"assignment_epoch": epoch}).to_amqp()
-        await self.channel.default_exchange.publish(
-            aio_pika.Message(
-                message.body, headers=table, message_id=message.message_id,
-                priority=int(headers.priority), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                content_type=message.content_type,
-            ),
-            routing_key=queue.name,
-        )
+        for attempt in (1, 2):
+            queue = await self.worker_queue(worker_id)
+            result = await self.channel.default_exchange.publish(
+                aio_pika.Message(
+                    message.body, headers=table, message_id=message.message_id,
+                    priority=int(headers.priority),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    content_type=message.content_type,
+                ),
+                routing_key=queue.name, mandatory=True,
+            )
+            if not isinstance(result, DeliveredMessage):
+                return True
+            log.warning("batch %s returned unroutable by the broker (attempt %d): queue %s "
+                        "is gone; declaring it again", message.message_id, attempt, queue.name)
+            metrics.UNROUTABLE.inc()
+            self.forget_queue(worker_id)
+        return False
 
     async def _gap(self, message: AbstractIncomingMessage, headers: BatchHeaders,
                    reason: GapReason) -> str:

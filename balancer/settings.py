@@ -44,6 +44,15 @@ class BalancerSettings(CommonSettings):
     moves_per_interval: int = Field(
         default=20, ge=0, description="optional camera moves per second (rebalancing and "
         "probes); failovers are never limited")
+    # 12 s: a move's effect on the two workers shows only after a few heartbeats (1 s) and
+    # queue polls, while the new worker reloads the tracker and the old one hands back the
+    # fenced batches it still had queued; a batch's default deadline is 5 s. Twelve seconds
+    # lets every consequence of a move be measured, twice over, before the same camera may
+    # move again, and caps the churn at one optional move per camera per 12 s. A failover
+    # (holder down, open or incapable) never waits for it.
+    min_dwell_s: float = Field(
+        default=12.0, ge=0, description="a camera stays this long with a worker before an "
+        "optional move (overload or rebalancing); failovers and breaker probes are exempt")
     assignments_reload_idle_s: float = Field(
         default=1.0, ge=0, description="re-read every assignment before routing after this "
         "long without a batch (a standby taking over has a stale view)")
@@ -90,4 +99,5 @@ class BalancerSettings(CommonSettings):
 
     def hybrid(self) -> HybridConfig:
         return HybridConfig(delay_s=self.no_worker_poll_s,
-                            moves_per_interval=self.moves_per_interval)
+                            moves_per_interval=self.moves_per_interval,
+                            min_dwell_s=self.min_dwell_s)

@@ -5,13 +5,15 @@ only what the real one could: heartbeats as they arrive (delayed, sometimes by a
 depths polled every tick, what it routed since, the cameras it assigned, and each batch's
 verdict. The worker side is the truth: priority queues (RabbitMQ's), one batch at a time,
 crashes that keep the queue (a durable queue outlives its consumer) and hand the unacked batch
-back, slow spells and error spells. A worker judged down has its queue re-routed, oldest
-first; a nacked batch is re-routed while its deadline allows.
+back, slow spells, error spells and freezes (a broker alarm: no beats, no progress, queue
+kept). A worker judged down has its queue re-routed, oldest first; a nacked batch is re-routed
+while its deadline allows. Every camera move is logged (`Tally.move_log`).
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from balancer.breaker import Breaker, BreakerConfig, Outcome
 from balancer.liveness import Liveness, LivenessConfig, LivenessEvent
 from balancer.policy import BatchRequest, Delay, Policy, Route, WorkerView
 from bench.balancer_sim.fleet import CameraSpec, Fault, Fleet, SimConfig, WorkerSpec
-from bench.balancer_sim.results import Tally
+from bench.balancer_sim.results import Move, Tally
 from contracts.broker import Priority
 from contracts.messages import WorkerHeartbeat
 
@@ -55,6 +57,8 @@ class SimWorker:
     alive_since: float = 0.0
     alive_s: float = 0.0
     busy_s: float = 0.0
+    frozen: bool = False  # blocked (a broker alarm): no beats, no progress, queue kept
+    finished_frozen: bool = False  # its batch was done while frozen: acked at the thaw
 
 
 class Simulation:
@@ -82,6 +86,7 @@ class Simulation:
         self.routed_since: dict[str, int] = {}
         self.held: dict[str, list[float]] = {}  # batch rate held per priority
         self.holder: dict[str, str] = {}
+        self.held_since: dict[str, float] = {}  # when the holder took the camera
         self.holds: dict[str, deque[Batch]] = {}
         self.cameras = {c.camera_id: c for c in fleet.cameras}
 
@@ -178,7 +183,8 @@ class Simulation:
             return True
         request = BatchRequest(cam.camera_id, cam.capability, cam.region, cam.priority,
                                batch.deadline_s - self.now, self.holder.get(cam.camera_id),
-                               cam.strict, 1 / cam.period_s)
+                               cam.strict, 1 / cam.period_s,
+                               held_since_mono=self.held_since.get(cam.camera_id, -math.inf))
         decision = self.policy.decide(request, self.views, self.now)
         if isinstance(decision, Delay):
             batch.last_delay = decision.reason
@@ -191,7 +197,7 @@ class Simulation:
         if decision.reason == "probe":
             taken = self.breakers[wid].allow(self.now)
             assert taken, "the policy chose a half-open worker without a probe slot"
-        self._assign(cam.camera_id, wid)
+        self._assign(cam.camera_id, wid, decision.reason)
         self.routed_since[wid] = self.routed_since.get(wid, 0) + 1
         self._refresh(wid)
         batch.extra_s = 0.0 if self.workers[wid].spec.region == cam.region else (
@@ -199,7 +205,7 @@ class Simulation:
         self._enqueue(self.workers[wid], batch)
         return True
 
-    def _assign(self, camera_id: str, wid: str) -> None:
+    def _assign(self, camera_id: str, wid: str, reason: str) -> None:
         previous = self.holder.get(camera_id)
         if previous == wid:
             return
@@ -207,7 +213,12 @@ class Simulation:
         if previous is not None:
             self.held[previous][cam.priority] -= 1 / cam.period_s
             self.tally.moves += 1
+            source = self.views.get(previous)
+            self.tally.move_log.append(Move(self.now, camera_id, previous, wid,
+                                            "down" if source is None else source.breaker,
+                                            reason))
         self.holder[camera_id] = wid
+        self.held_since[camera_id] = self.now
         self.held.setdefault(wid, [0.0] * 4)[cam.priority] += 1 / cam.period_s
 
     def _refresh(self, wid: str) -> None:
@@ -270,7 +281,7 @@ class Simulation:
         self._serve(w)
 
     def _serve(self, w: SimWorker) -> None:
-        if not w.alive or w.busy is not None:
+        if not w.alive or w.frozen or w.busy is not None:
             return  # re-entered: a nacked batch re-routed to this same worker
         while w.queue:
             _, _, batch = heapq.heappop(w.queue)
@@ -290,6 +301,9 @@ class Simulation:
     def _done(self, w: SimWorker, token: int) -> None:
         if token != w.token or w.busy is None:
             return  # the worker crashed meanwhile
+        if w.frozen:
+            w.finished_frozen = True
+            return
         batch, service_s = w.busy, self.now - w.busy_since
         w.busy = None
         self._busy(w, w.busy_since, self.now)
@@ -336,6 +350,8 @@ class Simulation:
         if not w.alive or boot != w.boot:
             return
         self._at(self.now + self.config.heartbeat_s, BEAT_SEND, (w.spec.worker_id, boot))
+        if w.frozen:
+            return
         # Usually a few ms to 200 ms; now and then a pause of up to 1.5 s (GC, a full link).
         delay = self.rng.uniform(0.5, 1.5) if self.rng.random() < 0.02 else (
             self.rng.uniform(0.0, 0.2))
@@ -361,6 +377,14 @@ class Simulation:
             w.slow = SLOW_FACTOR if kind == "slow" else 1.0
         elif kind in ("errors", "healthy"):
             w.error_rate = ERROR_RATE if kind == "errors" else 0.0
+        elif kind == "freeze":
+            w.frozen = True
+        elif kind == "thaw" and w.frozen:
+            w.frozen = False
+            if w.finished_frozen and w.busy is not None:
+                self._at(self.now, DONE, (w.spec.worker_id, w.token))
+            w.finished_frozen = False
+            self._serve(w)
 
 
 def _four(rates: list[float]) -> tuple[float, float, float, float]:

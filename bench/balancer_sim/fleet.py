@@ -16,7 +16,8 @@ REGIONS = (("eu", 0.4), ("us", 0.3), ("ap", 0.2), ("sa", 0.1))
 PRIORITY_MIX = ((Priority.CRITICAL, 0.05), (Priority.HIGH, 0.15), (Priority.NORMAL, 0.60),
                 (Priority.LOW, 0.20))
 T = TypeVar("T")
-FaultKind = Literal["crash", "restart", "slow", "fast", "errors", "healthy", "join"]
+FaultKind = Literal["crash", "restart", "slow", "fast", "errors", "healthy", "join", "freeze",
+                    "thaw"]
 
 
 @dataclass(frozen=True)

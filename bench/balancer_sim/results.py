@@ -16,6 +16,20 @@ GAP_KINDS: tuple[GapKind, ...] = ("shed", "stale", "no_worker", "dead_lettered")
 ORDER = (Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.CRITICAL)
 
 
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One camera reassignment. `source_state`: its holder's state then, as the balancer saw
+    it ("down" once no longer live, else the breaker's): a move away from a closed holder was
+    the policy's choice, any other was forced."""
+
+    at_s: float
+    camera_id: str
+    source: str
+    target: str
+    source_state: str
+    reason: str
+
+
 @dataclass
 class Tally:
     """Every generated batch ends in exactly one of: completed, or a gap of one kind."""
@@ -26,6 +40,7 @@ class Tally:
         default_factory=lambda: {kind: Counter() for kind in GAP_KINDS})
     latencies_s: list[float] = field(default_factory=list)
     moves: int = 0  # camera reassignments (each one a tracker reload on the new worker)
+    move_log: list[Move] = field(default_factory=list)
     opens: int = 0  # breaker openings
     downs: int = 0  # workers judged down
     utilisation: list[float] = field(default_factory=list)  # busy share per worker

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from balancer.policy import POLICY_NAMES, PolicyName, make_policy
+from bench.balancer_sim import flapping
 from bench.balancer_sim.__main__ import main, run_all
 from bench.balancer_sim.engine import simulate
 from bench.balancer_sim.fleet import SimConfig, build_fleet
@@ -56,3 +57,13 @@ def test_run_all_and_the_printed_table(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert "hybrid p99 / round_robin p99" in out
     assert "least_loaded" in out
+
+
+def test_the_flapping_replay_prints_moves_with_and_without_the_dwell(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert flapping.main([]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    with_dwell, without = (int(line.split("most for one camera")[1].split(",")[0])
+                           for line in lines)
+    assert with_dwell <= 1 < without  # the replay shows the ping-pong the dwell prevents
