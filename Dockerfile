@@ -13,11 +13,14 @@ COPY balancer balancer
 COPY workers workers
 COPY registry registry
 COPY broadcaster broadcaster
+COPY videos videos
 COPY simulator simulator
 COPY camcount camcount
 COPY migrations migrations
 COPY dashboard dashboard
 RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
-    && rm -rf /var/lib/apt/lists/* && pip install . && useradd --system --uid 10001 camcount
+    && rm -rf /var/lib/apt/lists/* && pip install . && useradd --system --uid 10001 camcount \
+    && install -d -o camcount -g camcount /var/lib/camcount/videos
+# VIDEO_DIR in docker-compose.yml: a named volume mounted there starts out owned by camcount.
 USER camcount
 ENTRYPOINT ["camcount"]

@@ -41,6 +41,12 @@ def _workers(_: argparse.Namespace) -> int:
     return pool_main()
 
 
+def _videos(_: argparse.Namespace) -> int:
+    from videos.__main__ import main as videos_main
+
+    return videos_main()
+
+
 def _migrate(_: argparse.Namespace) -> int:
     from contracts.settings import CommonSettings
     from migrations import upgrade
@@ -67,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ).set_defaults(func=_role(role))
     sub.add_parser("workers", help="run a pool of workers: NUM_WORKERS processes, restarted, "
                    "drained, scaled over HTTP (POOL_HTTP_PORT)").set_defaults(func=_workers)
+    sub.add_parser("videos", help="run a video runner: splits recorded video jobs into "
+                   "segments for the worker pool and merges their counts"
+                   ).set_defaults(func=_videos)
     up = sub.add_parser("up", help="run the whole system locally and open the dashboard")
     up.add_argument("--keep-services", action="store_true",
                     help="leave RabbitMQ and PostgreSQL running on exit")

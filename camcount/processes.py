@@ -21,6 +21,7 @@ ROLE_MODULES = {
     "balancer": "balancer",
     "worker": "workers",
     "ingest": "ingest",
+    "videos": "videos",
 }
 
 

@@ -1,8 +1,9 @@
 """`camcount up`: the whole system on this machine, with a simulated camera.
 
 Private RabbitMQ and PostgreSQL (camcount.services), migrations, the camera simulator and every
-role as its own process; registers the simulated camera with a counting line, prints the
-dashboard URL and stops everything cleanly on Ctrl+C.
+role as its own process (a video runner included: uploads land in the state folder's videos/);
+registers the simulated camera with a counting line, prints the dashboard URL and stops
+everything cleanly on Ctrl+C.
 """
 
 from __future__ import annotations
@@ -98,9 +99,11 @@ def run_stack(*, keep_services: bool, open_browser: bool) -> int:
         children.append(processes.spawn("simulator", processes.cli_argv(
             "simulate", "--host", simulator_host, "--port", str(SIMULATOR_PORT),
             "--mount", "sim-1:synthetic:seed=1,crossings=6,loop=true"), env))
-        for role in ("registry", "broadcaster", "worker", "balancer"):
-            role_env = {**env, **live_env} if role in ("registry", "broadcaster") else env
-            children.append(processes.spawn(role, processes.role_argv(role), role_env))
+        role_envs = {"registry": {**env, **live_env, "VIDEO_DIR": str(cfg.state_dir / "videos")},
+                     "broadcaster": {**env, **live_env}}
+        for role in ("registry", "broadcaster", "worker", "balancer", "videos"):
+            children.append(processes.spawn(role, processes.role_argv(role),
+                                            role_envs.get(role, env)))
         api = f"http://127.0.0.1:{REGISTRY_PORT}"
         processes.wait_healthy(f"{api}/health", children)
         key = _admin_key(endpoints.database_url)

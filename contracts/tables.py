@@ -407,3 +407,7 @@ alerts = Table(
           postgresql_where=text("state IN ('firing', 'acknowledged')")),
     Index("ix_alerts_site_fired", "site", "fired_at"),
 )
+
+# Recorded video jobs (migration 0011) live in their own module, on this metadata; imported
+# here so that whoever reads `metadata` (Alembic, the schema test) sees them.
+from contracts import video_tables as _video_tables  # noqa: E402, F401

@@ -31,6 +31,7 @@ from registry.models import CameraOut, CountsOut
 from registry.reports_api import reports_router
 from registry.settings import RegistrySettings
 from registry.tickets_api import tickets_router
+from registry.videos_api import UPLOAD_PATH, videos_router
 from registry.workers_api import workers_router
 
 
@@ -40,7 +41,8 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title="camcount registry", version="0.1.0")
     app.add_exception_handler(RequestValidationError, masked_validation_error)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Uploads have their own, larger limit (MAX_VIDEO_BYTES), enforced as they stream.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=(UPLOAD_PATH,))
     auth = Auth(settings, engine)
     Viewer = Annotated[Principal, Depends(auth.viewer)]
     not_found = {**AUTHENTICATED, **error_responses(404)}
@@ -108,6 +110,7 @@ def create_app(
     app.include_router(geometry_router(engine, auth))
     app.include_router(fleet_router(settings, engine, auth))
     app.include_router(alerts_router(settings, engine, auth, resolver))
+    app.include_router(videos_router(settings, engine, auth))
 
     if settings.dashboard_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.dashboard_dir, html=True), name="dashboard")

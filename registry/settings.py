@@ -19,11 +19,12 @@ from registry.camera_urls import (
     IPNetwork,
 )
 from registry.webhook_urls import EVERYWHERE
+from videos.settings import VideoApiSettings
 
 DASHBOARD_DIR = Path(__file__).resolve().parents[1] / "dashboard"
 
 
-class RegistrySettings(CommonSettings):
+class RegistrySettings(VideoApiSettings, CommonSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     broadcaster_public_url: str = "ws://127.0.0.1:8765/ws"

@@ -1,6 +1,7 @@
 """deploy/k8s and deploy/systemd stay in step with the code (no cluster or systemd to run them
 here): every workload runs a real sub-command with settings its role reads, and values its
-settings class accepts; probes, Services, budgets and the autoscaler point at what exists."""
+settings class accepts; probes, Services, budgets and the autoscaler point at what exists; the
+registry and the video runner share the uploads' directory."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from contracts.broker import FRAMES_INGRESS
 from contracts.settings import CommonSettings
 from ingest.settings import IngestSettings
 from registry.settings import RegistrySettings
+from videos.settings import VideoRunnerSettings
 from workers.pool.settings import PoolSettings
 from workers.settings import WorkerSettings
 
@@ -29,7 +31,7 @@ NAMESPACE = "camcount"
 SETTINGS: dict[str, type[BaseSettings]] = {
     "registry": RegistrySettings, "broadcaster": BroadcasterSettings,
     "balancer": BalancerSettings, "worker": WorkerSettings, "ingest": IngestSettings,
-    "workers": PoolSettings, "migrate": CommonSettings,
+    "workers": PoolSettings, "videos": VideoRunnerSettings, "migrate": CommonSettings,
 }
 # The pool manager's environment is its workers' too (workers/pool/settings.py).
 EXTRA_FIELDS = {"workers": set(WorkerSettings.model_fields)}
@@ -142,7 +144,8 @@ def test_kustomization_lists_every_manifest_in_the_namespace() -> None:
 
 def test_every_role_runs_with_its_replicas() -> None:
     commands = {argv(c)[0] for c in CONTAINERS.values()}
-    assert commands >= {"registry", "broadcaster", "balancer", "worker", "ingest", "migrate"}
+    assert commands >= {"registry", "broadcaster", "balancer", "worker", "ingest", "migrate",
+                        "videos"}
     replicas = {d["metadata"]["name"]: d["spec"].get("replicas") for d in of_kind("Deployment")}
     assert replicas["camcount-registry"] == 2 and replicas["camcount-balancer"] == 2
     assert replicas["camcount-ingest"] == 2
@@ -263,6 +266,31 @@ def test_every_pod_runs_as_non_root_on_a_read_only_root_with_resources() -> None
             assert {"requests", "limits"} <= set(container["resources"]), where
 
 
+def test_the_video_runner_mounts_the_registrys_uploads_at_the_same_path(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A job keeps the upload's path as the registry wrote it: the runner finds the file there,
+    on the same claim, writable (it deletes settled uploads); both agree on keeping them."""
+    claims, settings = set(), {}
+    for deployment, container, command in deployments_with_roles():
+        if command not in ("registry", "videos"):
+            continue
+        pod = deployment["spec"]["template"]["spec"]
+        (mount,) = [m for m in container["volumeMounts"]
+                    if m["mountPath"] == "/var/lib/camcount/videos" and not m.get("readOnly")]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        claims.add(volume["persistentVolumeClaim"]["claimName"])
+        assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+        settings[command] = load_settings(command, container_env(container), monkeypatch,
+                                          tmp_path)
+    (claim,) = claims
+    registry, runner = settings["registry"], settings["videos"]
+    assert isinstance(registry, RegistrySettings) and isinstance(runner, VideoRunnerSettings)
+    assert registry.video_dir and registry.video_dir.is_relative_to("/var/lib/camcount/videos")
+    assert registry.keep_uploaded_videos == runner.keep_uploaded_videos
+    # Replicas on several nodes write and read it: nothing but ReadWriteMany serves them all.
+    assert named("PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
 def test_secret_values_are_marked_placeholders() -> None:
     for secret in of_kind("Secret"):
         for key, value in secret["stringData"].items():
@@ -306,7 +334,8 @@ def example_for(env_path: str) -> Path:
 def test_every_role_has_a_unit() -> None:
     assert {"camcount-registry.service", "camcount-broadcaster.service",
             "camcount-balancer.service", "camcount-ingest.service", "camcount-migrate.service",
-            "camcount-worker@.service", "camcount-workers.service"} <= set(UNITS)
+            "camcount-worker@.service", "camcount-workers.service",
+            "camcount-videos.service"} <= set(UNITS)
 
 
 @pytest.mark.parametrize("name", UNITS)
@@ -351,3 +380,18 @@ def test_env_examples_name_only_settings_their_role_reads(example: str) -> None:
     fields |= EXTRA_FIELDS.get(command, set())
     unknown = {key for key in env_file(SYSTEMD / example) if key.lower() not in fields}
     assert not unknown, f"{example} sets {unknown}, which its role does not read"
+
+
+def test_the_video_runner_unit_can_write_where_the_registry_puts_uploads() -> None:
+    registry = env_file(SYSTEMD / "registry.env.example")
+    runner = env_file(SYSTEMD / "videos.env.example")
+    assert registry["KEEP_UPLOADED_VIDEOS"] == runner["KEEP_UPLOADED_VIDEOS"]
+    video_dir = Path(registry["VIDEO_DIR"])
+    for unit in ("camcount-registry.service", "camcount-videos.service"):
+        service = unit_entries(unit)["Service"]
+        # ProtectSystem=strict: only these are writable.
+        writable = [Path("/var/lib", d) for key, value in service if key == "StateDirectory"
+                    for d in value.split()]
+        writable += [Path(d.lstrip("-")) for key, value in service if key == "ReadWritePaths"
+                     for d in value.split()]
+        assert any(video_dir.is_relative_to(d) for d in writable), f"{unit}: {video_dir}"
