@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.lifetime import check_ports_free
 from camcount import services
 from migrations import upgrade
 
@@ -23,7 +24,12 @@ def private_services(state_dir: Path, amqp_port: int, pg_port: int,
                       CAMCOUNT_PG_PORT=str(pg_port))
     cfg = services.ServicesConfig.from_env("dev")
     logs_dir = cfg.state_dir.parent / f"{cfg.state_dir.name}-logs"
-    services.stop_all(cfg)
+    services.stop_all(cfg)  # this bench's servers of an earlier run, crashed or not
+    check_ports_free(
+        {amqp_port: "RabbitMQ", cfg.amqp_mgmt_port: "RabbitMQ management",
+         cfg.amqp_dist_port: "RabbitMQ distribution", pg_port: "PostgreSQL"},
+        [amqp_port, pg_port], str(cfg.state_dir),
+        "choose other ports (--amqp-port, --pg-port)")
     shutil.rmtree(cfg.state_dir, ignore_errors=True)
     shutil.rmtree(logs_dir, ignore_errors=True)
     logs_dir.mkdir(parents=True)

@@ -1,0 +1,1 @@
+"""bench/load: how many cameras one machine sustains, and WebSocket fan-out (issue 7)."""
