@@ -13,7 +13,7 @@ from infra.runner import run_until_signalled
 def main() -> int:
     settings = BalancerSettings()
     logs.setup(settings.log_level, settings.balancer_id)
-    return run_until_signalled(Balancer(settings).run)
+    return run_until_signalled(Balancer(settings).run, settings.shutdown_timeout_s)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from balancer.worker_state import Record, Recorder, Writer
 from contracts import broker
 from contracts.messages import MessageError, WorkerHeartbeat
 from infra import amqp, db, ops
+from infra.runner import shutdown_step
 
 ROUTE_RETRY_S = 0.5
 
@@ -113,14 +114,15 @@ class Balancer:
                              self.settings.liveness_mode, len(router.assigned))
                     await stop.wait()
                     self.consuming = False
-                    await batches.close()
-                    await consumer
-                await clock
-                await beats.cancel(beat_tag)
+                    await amqp.stop_consuming(connection, batches, consumer, "ingress")
+                # Mid-tick with the broker gone, its probe waits for a reconnect (no timeout).
+                await shutdown_step(clock, "the liveness clock")
+                await shutdown_step(beats.cancel(beat_tag),
+                                    "cancelling the heartbeat consumer")
                 server.should_exit = True
         finally:
-            await connection.close()
-            await self.engine.dispose()
+            await shutdown_step(connection.close(), "closing the RabbitMQ connection")
+            await shutdown_step(self.engine.dispose(), "closing the database pool")
 
     def _on_heartbeat(self, beat: WorkerHeartbeat) -> None:
         if self.failover is not None:

@@ -13,7 +13,7 @@ from infra.runner import run_until_signalled
 def main() -> int:
     settings = BroadcasterSettings()
     logs.setup(settings.log_level, "broadcaster")
-    return run_until_signalled(Broadcaster(settings).run)
+    return run_until_signalled(Broadcaster(settings).run, settings.shutdown_timeout_s)
 
 
 if __name__ == "__main__":

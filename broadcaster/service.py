@@ -21,6 +21,7 @@ from broadcaster.websocket import Connection
 from contracts import broker
 from contracts.tables import OUTBOX_CHANNEL
 from infra import amqp, db, ops
+from infra.runner import shutdown_step
 
 log = logging.getLogger("camcount.broadcaster")
 
@@ -92,9 +93,9 @@ class Broadcaster:
                 await relaying
                 server.should_exit = True
         finally:
-            await listener.close()
-            await connection.close()
-            await self.engine.dispose()
+            await shutdown_step(listener.close(), "closing the outbox listener")
+            await shutdown_step(connection.close(), "closing the RabbitMQ connection")
+            await shutdown_step(self.engine.dispose(), "closing the database pool")
 
     async def _relay(self, relay: Relay, wake: asyncio.Event, stop: asyncio.Event) -> None:
         self.relaying = True

@@ -16,3 +16,6 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     ops_host: str = "127.0.0.1"
     ops_port: int = Field(default=0, ge=0, le=65535, description="health and metrics; 0 = any")
+    shutdown_timeout_s: float = Field(
+        default=10.0, gt=0, description="after SIGTERM, how long the shutdown may take before "
+        "what still hangs is abandoned (exit code 124); infra/runner.py")

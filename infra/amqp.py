@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractQueueIterator,
     AbstractRobustConnection,
 )
 from pydantic import ValidationError
 
 from contracts import broker
 from contracts.messages import WorkerHeartbeat
+from infra.runner import cancel_and_wait, shutdown_step
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +28,21 @@ log = logging.getLogger(__name__)
 async def connect(url: str, name: str) -> AbstractRobustConnection:
     """A robust connection: it reconnects and re-declares what was declared on it."""
     return await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+
+
+async def stop_consuming(connection: AbstractConnection, deliveries: AbstractQueueIterator,
+                         reader: asyncio.Task[None], what: str) -> None:
+    """Shutdown: cancel a queue iterator's consumer and wait for the task reading it.
+
+    With the broker gone, aio_pika's robust iterator keeps waiting (up to a minute) for the
+    channel to come back even after close(); the reader is then cancelled instead, and its own
+    cleanup still runs (a worker's batch in hand is finished, its ack lost with the broker)."""
+    await shutdown_step(deliveries.close(), f"cancelling the {what} consumer")
+    if connection.connected.is_set():
+        await reader
+        return
+    log.warning("shutdown: broker unreachable, abandoned waiting for %s deliveries", what)
+    await cancel_and_wait(reader)
 
 
 async def declare_exchange(channel: AbstractChannel, spec: broker.ExchangeSpec) -> AbstractExchange:

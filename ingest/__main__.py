@@ -13,7 +13,7 @@ from ingest.settings import IngestSettings
 def main() -> int:
     settings = IngestSettings()
     logs.setup(settings.log_level, settings.node_id)
-    return run_until_signalled(Ingest(settings).run)
+    return run_until_signalled(Ingest(settings).run, settings.shutdown_timeout_s)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from contracts import broker
 from contracts.camera_status import CameraStatus
 from contracts.secrets import mask_url
 from infra import amqp, db, ops
-from infra.runner import cancel_and_wait
+from infra.runner import cancel_and_wait, shutdown_step
 from ingest import metrics
 from ingest.cameras import CameraSpec, enabled_cameras
 from ingest.lease_store import LeaseStore
@@ -128,8 +128,8 @@ class Ingest:
                 await cancel_and_wait(writer)
                 server.should_exit = True
         finally:
-            await connection.close()
-            await self.engine.dispose()
+            await shutdown_step(connection.close(), "closing the RabbitMQ connection")
+            await shutdown_step(self.engine.dispose(), "closing the database pool")
 
     # --- the planner -------------------------------------------------------------------------
 

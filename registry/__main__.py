@@ -13,7 +13,7 @@ from registry.settings import RegistrySettings
 def main() -> int:
     settings = RegistrySettings()
     logs.setup(settings.log_level, "registry")
-    return run_until_signalled(Registry(settings).run)
+    return run_until_signalled(Registry(settings).run, settings.shutdown_timeout_s)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import uvicorn
 from contracts.messages import WorkerHeartbeat
 from infra import amqp, db
 from infra.ops import EmbeddedServer, bound_port
+from infra.runner import shutdown_step
 from registry import metrics, repository
 from registry.alerting.evaluator import Evaluator
 from registry.alerting.webhook import WebhookSender
@@ -59,13 +60,13 @@ class Registry:
                 log.info("registry ready http://%s:%s", self.settings.http_host,
                          bound_port(server))
                 await stop.wait()
-                await beats.cancel(tag)
+                await shutdown_step(beats.cancel(tag), "cancelling the heartbeat consumer")
                 for task in background:
                     task.cancel()
                 server.should_exit = True
         finally:
-            await connection.close()
-            await self.engine.dispose()
+            await shutdown_step(connection.close(), "closing the RabbitMQ connection")
+            await shutdown_step(self.engine.dispose(), "closing the database pool")
 
     async def _on_heartbeat(self, beat: WorkerHeartbeat) -> None:
         metrics.HEARTBEATS.inc()

@@ -13,7 +13,7 @@ from videos.settings import VideoRunnerSettings
 def main() -> int:
     settings = VideoRunnerSettings()
     logs.setup(settings.log_level, settings.runner_id)
-    return run_until_signalled(VideoRunner(settings).run)
+    return run_until_signalled(VideoRunner(settings).run, settings.shutdown_timeout_s)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from aio_pika.abc import AbstractChannel
+from sqlalchemy.exc import SQLAlchemyError
 
 from infra import amqp, db, ops
+from infra.runner import shutdown_step
 from videos import jobs, metrics
 from videos.finalize import finalize
 from videos.frames import Probe, SegmentReader, VideoError, probe
@@ -73,12 +75,19 @@ class VideoRunner:
                     observer.cancel()
                     server.should_exit = True
         finally:
-            await connection.close()
-            await self.engine.dispose()
+            await shutdown_step(connection.close(), "closing the RabbitMQ connection")
+            await shutdown_step(self.engine.dispose(), "closing the database pool")
 
     async def _take_jobs(self, channel: AbstractChannel, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            job = await jobs.claim(self.engine, self.settings.runner_id, self.settings.lease_s)
+            try:
+                job = await jobs.claim(self.engine, self.settings.runner_id, self.settings.lease_s)
+            except (SQLAlchemyError, OSError) as exc:
+                if self.settings.burst:  # a batch run fails loudly instead
+                    raise
+                # A database away for a while must not end a long-running runner.
+                log.warning("cannot look for video jobs: %s", exc)
+                job = None
             if job is None:
                 if self.settings.burst:
                     log.info("no video job left: exiting (burst)")
@@ -97,9 +106,13 @@ class VideoRunner:
 
     async def _observe_jobs(self) -> None:
         while True:
-            counts = await jobs.count_by_state(self.engine)
-            for state in metrics.JOB_STATES:
-                metrics.JOBS.labels(state).set(counts.get(state, 0))
+            try:
+                counts = await jobs.count_by_state(self.engine)
+            except (SQLAlchemyError, OSError) as exc:  # the gauges wait for the database
+                log.warning("job states unknown: %s", exc)
+            else:
+                for state in metrics.JOB_STATES:
+                    metrics.JOBS.labels(state).set(counts.get(state, 0))
             await asyncio.sleep(self.settings.poll_s)
 
     async def _fail(self, job_id: str, reason: str, error: str) -> None:

@@ -13,7 +13,9 @@ from workers.settings import WorkerSettings
 def main() -> int:
     settings = WorkerSettings()
     logs.setup(settings.log_level, settings.worker_id)
-    return run_until_signalled(Worker(settings).run)
+    # The drain finishes the batch in hand, which may take up to JOB_TIMEOUT_S.
+    return run_until_signalled(Worker(settings).run,
+                               settings.job_timeout_s + settings.shutdown_timeout_s)
 
 
 if __name__ == "__main__":

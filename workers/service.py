@@ -26,7 +26,7 @@ from contracts.batch import decode_batch
 from contracts.messages import BatchHeaders, MessageError, WorkerHeartbeat
 from infra import amqp, db, ops
 from infra.gaps import record_dead_lettered
-from infra.runner import cancel_and_wait
+from infra.runner import cancel_and_wait, shutdown_step
 from workers import metrics
 from workers.detection import Detection
 from workers.detectors import Detectors
@@ -115,14 +115,15 @@ class Worker:
                     # Drain: stop taking deliveries, finish the batch in hand; what was
                     # prefetched but not started goes back to the queue when the channel closes.
                     self.consuming = False
-                    await batches.close()
-                    await consumer
+                    await amqp.stop_consuming(connection, batches, consumer, "batch")
                     await cancel_and_wait(expiry)
-                await beats
+                # The goodbye beat tells the balancer at once; with the broker gone its declare
+                # and publish would wait for a reconnect that never comes.
+                await shutdown_step(beats, "the last heartbeat")
                 server.should_exit = True
         finally:
-            await connection.close()
-            await self.engine.dispose()
+            await shutdown_step(connection.close(), "closing the RabbitMQ connection")
+            await shutdown_step(self.engine.dispose(), "closing the database pool")
 
     async def _consume(
         self, sequencer: Sequencer, batches: AsyncIterator[AbstractIncomingMessage]

@@ -89,7 +89,14 @@ async def run_bare(url: str, config: LoadConfig) -> BareResult:
             sys.executable, "-m", "bench.load.bare", "--url", url, "--streams",
             str(config.bare_streams), "--warmup-s", str(config.bare_warmup_s), "--seconds",
             str(config.bare_window_s), stdout=asyncio.subprocess.PIPE, stderr=log)
-        out, _ = await child.communicate()
+        try:
+            out, _ = await child.communicate()
+        except BaseException:
+            # Cancelled (Ctrl+C) or failed while it runs: it must not outlive the benchmark.
+            if child.returncode is None:
+                child.kill()
+                await asyncio.shield(child.wait())
+            raise
     lines = out.decode().strip().splitlines()
     if child.returncode != 0 or not lines:
         raise RuntimeError(f"bench.load.bare exited with {child.returncode} (see "

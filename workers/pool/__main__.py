@@ -34,7 +34,8 @@ def main() -> int:
     except (WorkerTypesError, ValueError) as exc:
         log.error("cannot start the worker pool: %s", exc)
         return 2
-    return run_until_signalled(pool.run)
+    # The drain gives workers DRAIN_TIMEOUT_S, then SIGKILLs them.
+    return run_until_signalled(pool.run, settings.drain_timeout_s + settings.shutdown_timeout_s)
 
 
 if __name__ == "__main__":
