@@ -233,6 +233,9 @@ async def _gather_answers(http: httpx.AsyncClient, corpus: Corpus, peer: GstRtsp
     for name, path in (("worker_id", "/api/workers"), ("rule_id", "/api/alert-rules"),
                        ("alert_id", "/api/alerts")):
         ids[name] = [str(item["id"]) for item in (await http.get(path)).json()]
+    # No video job here (they carry no camera URL): an unknown id's 404 is searched instead.
+    ids["job_id"] = [str(job["id"]) for job in (await http.get("/api/videos")).json()] or [
+        "no-such-job"]
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     window = {"from": (now - timedelta(hours=1)).isoformat(),
               "to": (now + timedelta(minutes=1)).isoformat()}
