@@ -8,6 +8,7 @@ database (cloned from a migrated template) and a fresh RabbitMQ virtual host.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -91,16 +92,10 @@ def template_db(endpoints: Endpoints) -> Iterator[str]:
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture
-async def isolated(endpoints: Endpoints, template_db: str) -> AsyncIterator[Isolated]:
-    suffix = uuid.uuid4().hex[:10]
-    db_name, vhost = f"t_{suffix}", f"t_{suffix}"
-    admin = await asyncpg.connect(_asyncpg_dsn(endpoints.database_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{db_name}" TEMPLATE "{template_db}"')
-    finally:
-        await admin.close()
-    mgmt = urlsplit(endpoints.management_url)
+@contextlib.asynccontextmanager
+async def rabbit_vhost(management_url: str, vhost: str) -> AsyncIterator[None]:
+    """A virtual host the management URL's user may use, deleted on exit."""
+    mgmt = urlsplit(management_url)
     auth = (mgmt.username or "guest", mgmt.password or "guest")
     base = urlunsplit(mgmt._replace(netloc=f"{mgmt.hostname}:{mgmt.port}"))
     async with httpx.AsyncClient(base_url=base, auth=auth, timeout=30) as http:
@@ -108,18 +103,41 @@ async def isolated(endpoints: Endpoints, template_db: str) -> AsyncIterator[Isol
         (await http.put(f"/api/permissions/{vhost}/{auth[0]}",
                         json={"configure": ".*", "write": ".*", "read": ".*"})).raise_for_status()
         try:
-            yield Isolated(
-                _with_path(endpoints.rabbitmq_url, "/" + quote(vhost, safe="")),
-                _with_path(endpoints.database_url, f"/{db_name}"),
-                vhost,
-            )
+            yield
         finally:
             await http.delete(f"/api/vhosts/{vhost}")
-            admin = await asyncpg.connect(_asyncpg_dsn(endpoints.database_url))
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-            finally:
-                await admin.close()
+
+
+async def admin_sql(database_url: str, sql: str) -> None:
+    admin = await asyncpg.connect(_asyncpg_dsn(database_url))
+    try:
+        await admin.execute(sql)
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def isolated_space(endpoints: Endpoints, template_db: str,
+                         name: str) -> AsyncIterator[Isolated]:
+    """A database cloned from the migrated template and a virtual host, both called `name`,
+    on the given servers (the test profile's, or a fault scenario's private ones); both are
+    dropped on exit."""
+    await admin_sql(endpoints.database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    try:
+        async with rabbit_vhost(endpoints.management_url, name):
+            yield Isolated(
+                _with_path(endpoints.rabbitmq_url, "/" + quote(name, safe="")),
+                _with_path(endpoints.database_url, f"/{name}"),
+                name,
+            )
+    finally:
+        await admin_sql(endpoints.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def isolated(endpoints: Endpoints, template_db: str) -> AsyncIterator[Isolated]:
+    async with isolated_space(endpoints, template_db, f"t_{uuid.uuid4().hex[:10]}") as space:
+        yield space
 
 
 @pytest.fixture

@@ -21,14 +21,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
-
-import asyncpg
-import httpx
 
 from camcount import services
 from migrations import upgrade
-from tests.conftest import Isolated
+from tests.conftest import Endpoints, Isolated, isolated_space
 
 
 def _free(port: int) -> bool:
@@ -51,14 +47,6 @@ def _free_ports() -> tuple[int, int]:
         if all(_free(p) for p in (amqp, amqp + 10000, amqp + 20000, pg)):
             return amqp, pg
     raise RuntimeError("no free ports for a private RabbitMQ and PostgreSQL")
-
-
-def _with_path(url: str, path: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=path))
-
-
-def _asyncpg(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
 @dataclass(frozen=True)
@@ -101,24 +89,11 @@ class PrivateServers:
     @contextlib.asynccontextmanager
     async def isolated(self) -> AsyncIterator[Isolated]:
         """A fresh database (a clone of the migrated template) and a fresh vhost."""
-        suffix = uuid.uuid4().hex[:10]
-        db_name = vhost = f"f_{suffix}"
-        admin = await asyncpg.connect(_asyncpg(self.endpoints.database_url))
-        try:
-            await admin.execute(f'CREATE DATABASE "{db_name}" TEMPLATE "{self.template_db}"')
-        finally:
-            await admin.close()
-        mgmt = urlsplit(self.management_url)
-        auth = (mgmt.username or "guest", mgmt.password or "guest")
-        base = urlunsplit(mgmt._replace(netloc=f"{mgmt.hostname}:{mgmt.port}"))
-        async with httpx.AsyncClient(base_url=base, auth=auth, timeout=30) as http:
-            (await http.put(f"/api/vhosts/{vhost}")).raise_for_status()
-            (await http.put(f"/api/permissions/{vhost}/{auth[0]}", json={
-                "configure": ".*", "write": ".*", "read": ".*"})).raise_for_status()
-        yield Isolated(
-            _with_path(self.endpoints.rabbitmq_url, "/" + quote(vhost, safe="")),
-            _with_path(self.endpoints.database_url, f"/{db_name}"), vhost)
-        # Nothing to clean: the whole private state folder goes when the servers stop.
+        endpoints = Endpoints(self.endpoints.rabbitmq_url, self.management_url,
+                              self.endpoints.database_url)
+        async with isolated_space(endpoints, self.template_db,
+                                  f"f_{uuid.uuid4().hex[:10]}") as space:
+            yield space
 
 
 @contextlib.contextmanager

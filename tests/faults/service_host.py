@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
-import httpx
 
 from camcount import services
 from migrations import upgrade
-from tests.conftest import Isolated
+from tests.conftest import Isolated, rabbit_vhost
 
 STATE_ROOT = services.REPO_ROOT / ".state"
 
@@ -49,19 +48,12 @@ class ServiceHost:
         for setting, value in (db_settings or {}).items():
             await _admin(admin_dsn, f"ALTER DATABASE \"{name}\" SET {setting} = '{value}'")
         await asyncio.to_thread(upgrade, database_url)  # alembic runs its own loop
-        mgmt = urlsplit(self.endpoints.rabbitmq_management_url)
-        base = urlunsplit(mgmt._replace(netloc=f"{mgmt.hostname}:{mgmt.port}"))
-        auth = (mgmt.username or "guest", mgmt.password or "guest")
-        async with httpx.AsyncClient(base_url=base, auth=auth, timeout=30) as http:
-            (await http.put(f"/api/vhosts/{name}")).raise_for_status()
-            (await http.put(f"/api/permissions/{name}/{auth[0]}", json={
-                "configure": ".*", "write": ".*", "read": ".*"})).raise_for_status()
-            try:
+        try:
+            async with rabbit_vhost(self.endpoints.rabbitmq_management_url, name):
                 yield Isolated(_with_path(self.endpoints.rabbitmq_url, "/" + quote(name, safe="")),
                                database_url, name)
-            finally:
-                await http.delete(f"/api/vhosts/{name}")
-                await _admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await _admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager
