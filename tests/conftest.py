@@ -92,20 +92,36 @@ def template_db(endpoints: Endpoints) -> Iterator[str]:
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+async def create_vhost(management_url: str, vhost: str) -> None:
+    """A virtual host the management URL's user may use."""
+    async with _management(management_url) as (http, user):
+        (await http.put(f"/api/vhosts/{vhost}")).raise_for_status()
+        (await http.put(f"/api/permissions/{vhost}/{user}",
+                        json={"configure": ".*", "write": ".*", "read": ".*"})).raise_for_status()
+
+
+async def delete_vhost(management_url: str, vhost: str) -> None:
+    async with _management(management_url) as (http, _user):
+        await http.delete(f"/api/vhosts/{vhost}")
+
+
 @contextlib.asynccontextmanager
-async def rabbit_vhost(management_url: str, vhost: str) -> AsyncIterator[None]:
-    """A virtual host the management URL's user may use, deleted on exit."""
+async def _management(management_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     mgmt = urlsplit(management_url)
     auth = (mgmt.username or "guest", mgmt.password or "guest")
     base = urlunsplit(mgmt._replace(netloc=f"{mgmt.hostname}:{mgmt.port}"))
     async with httpx.AsyncClient(base_url=base, auth=auth, timeout=30) as http:
-        (await http.put(f"/api/vhosts/{vhost}")).raise_for_status()
-        (await http.put(f"/api/permissions/{vhost}/{auth[0]}",
-                        json={"configure": ".*", "write": ".*", "read": ".*"})).raise_for_status()
-        try:
-            yield
-        finally:
-            await http.delete(f"/api/vhosts/{vhost}")
+        yield http, auth[0]
+
+
+@contextlib.asynccontextmanager
+async def rabbit_vhost(management_url: str, vhost: str) -> AsyncIterator[None]:
+    """A virtual host the management URL's user may use, deleted on exit."""
+    await create_vhost(management_url, vhost)
+    try:
+        yield
+    finally:
+        await delete_vhost(management_url, vhost)
 
 
 async def admin_sql(database_url: str, sql: str) -> None:
@@ -116,22 +132,34 @@ async def admin_sql(database_url: str, sql: str) -> None:
         await admin.close()
 
 
+async def create_space(endpoints: Endpoints, template_db: str, name: str) -> Isolated:
+    """A database cloned from the migrated template and a virtual host, both called `name`;
+    the caller drops them (drop_space) unless the servers themselves are thrown away."""
+    await admin_sql(endpoints.database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    await create_vhost(endpoints.management_url, name)
+    return Isolated(
+        _with_path(endpoints.rabbitmq_url, "/" + quote(name, safe="")),
+        _with_path(endpoints.database_url, f"/{name}"),
+        name,
+    )
+
+
+async def drop_space(endpoints: Endpoints, name: str) -> None:
+    try:
+        await delete_vhost(endpoints.management_url, name)
+    finally:
+        await admin_sql(endpoints.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @contextlib.asynccontextmanager
 async def isolated_space(endpoints: Endpoints, template_db: str,
                          name: str) -> AsyncIterator[Isolated]:
-    """A database cloned from the migrated template and a virtual host, both called `name`,
-    on the given servers (the test profile's, or a fault scenario's private ones); both are
-    dropped on exit."""
-    await admin_sql(endpoints.database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    """create_space on the given servers (the test profile's, or a fault scenario's private
+    ones), dropped on exit."""
     try:
-        async with rabbit_vhost(endpoints.management_url, name):
-            yield Isolated(
-                _with_path(endpoints.rabbitmq_url, "/" + quote(name, safe="")),
-                _with_path(endpoints.database_url, f"/{name}"),
-                name,
-            )
+        yield await create_space(endpoints, template_db, name)
     finally:
-        await admin_sql(endpoints.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_space(endpoints, name)
 
 
 @pytest.fixture

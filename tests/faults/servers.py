@@ -24,7 +24,7 @@ from pathlib import Path
 
 from camcount import services
 from migrations import upgrade
-from tests.conftest import Endpoints, Isolated, isolated_space
+from tests.conftest import Endpoints, Isolated, create_space, isolated_space
 
 
 def _free(port: int) -> bool:
@@ -86,14 +86,23 @@ class PrivateServers:
         self.cfg.rabbit_pid_file.unlink(missing_ok=True)
         self.start()
 
+    def _endpoints(self) -> Endpoints:
+        return Endpoints(self.endpoints.rabbitmq_url, self.management_url,
+                         self.endpoints.database_url)
+
     @contextlib.asynccontextmanager
     async def isolated(self) -> AsyncIterator[Isolated]:
-        """A fresh database (a clone of the migrated template) and a fresh vhost."""
-        endpoints = Endpoints(self.endpoints.rabbitmq_url, self.management_url,
-                              self.endpoints.database_url)
-        async with isolated_space(endpoints, self.template_db,
+        """A fresh database (a clone of the migrated template) and a fresh vhost, dropped on
+        exit."""
+        async with isolated_space(self._endpoints(), self.template_db,
                                   f"f_{uuid.uuid4().hex[:10]}") as space:
             yield space
+
+    async def kept_space(self) -> Isolated:
+        """Like isolated(), but left in place: for callers that stop these servers while the
+        space is in use; the servers' state is wiped when they are removed."""
+        return await create_space(self._endpoints(), self.template_db,
+                                  f"f_{uuid.uuid4().hex[:10]}")
 
 
 @contextlib.contextmanager

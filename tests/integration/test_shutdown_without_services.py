@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from camcount import processes
-from tests.conftest import Isolated
 from tests.faults.servers import PrivateServers, private_servers
 from tests.integration.roles import free_port
 
@@ -89,17 +88,12 @@ def _stop_servers(private: PrivateServers) -> None:
     private.stop_postgresql()
 
 
-async def _fresh(private: PrivateServers) -> Isolated:
-    async with private.isolated() as iso:  # nothing to clean on exit
-        return iso
-
-
 def _log(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
 def _run_variant(private: PrivateServers, variant: str, logs: Path) -> dict[str, Outcome]:
-    iso = asyncio.run(_fresh(private))
+    iso = asyncio.run(private.kept_space())
     roles = _roles()
     children: dict[str, processes.Child] = {}
     try:
