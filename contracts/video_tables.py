@@ -1,8 +1,9 @@
-"""Tables of recorded-video jobs (migration 0011), declared on contracts.tables' metadata.
+"""Tables of recorded-video jobs (migrations 0011 and 0012), declared on contracts.tables'
+metadata.
 
 A job is split into segments; each segment is processed as a virtual camera (a disabled
 `cameras` row of its own, so the existing apply path, fencing and progress serve it), and the
-job's result is merged from the segments' crossing events by an idempotent finalize.
+job's result is merged from the segments' crossing and zone events by an idempotent finalize.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+# zone_tables rides along: contracts.tables imports this module so that whoever reads
+# `metadata` (Alembic, the schema test) sees every table, and zone_events must be among them.
+from contracts import zone_tables as _zone_tables  # noqa: F401
 from contracts.tables import metadata
 
 VIDEO_JOB_STATES = ("pending", "running", "done", "failed")
@@ -43,6 +47,8 @@ video_jobs = Table(
     Column("min_confidence", Float, nullable=True),
     Column("region", Text, nullable=False, server_default="local"),
     Column("lines", JSONB, nullable=False, comment="[{name, a: {x, y}, b: {x, y}}]"),
+    Column("zones", JSONB, nullable=False, server_default=text("'[]'::jsonb"),
+           comment="[{name, points: [{x, y}, ...]}]"),
     Column("segment_s", Float, nullable=False),
     Column("overlap_s", Float, nullable=False),
     Column("batch_frames", Integer, nullable=False),
@@ -94,4 +100,17 @@ video_job_counts = Table(
     Column("direction", Text, primary_key=True),
     Column("object_class", Text, primary_key=True),
     Column("count", BigInteger, nullable=False),
+)
+
+video_job_zone_counts = Table(
+    "video_job_zone_counts",
+    metadata,
+    Column("job_id", Text, ForeignKey("video_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("zone_name", Text, primary_key=True),
+    Column("object_class", Text, primary_key=True),
+    Column("entries", BigInteger, nullable=False),
+    Column("exits", BigInteger, nullable=False),
+    Column("peak_occupancy", Integer, nullable=False),
+    Column("dwell_total_s", Float, nullable=False),
+    Column("dwell_count", BigInteger, nullable=False, comment="exits whose dwell is summed"),
 )

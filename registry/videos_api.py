@@ -1,6 +1,6 @@
 """Recorded video jobs: upload a video (multipart, streamed to VIDEO_DIR) or name a file under
-VIDEO_SOURCE_DIR, with counting lines and a detector; follow its progress; read its counts.
-The video runner (`camcount videos`) does the work (videos/service.py).
+VIDEO_SOURCE_DIR, with counting lines and zones and a detector; follow its progress; read its
+counts. The video runner (`camcount videos`) does the work (videos/service.py).
 
 No `from __future__ import annotations`: FastAPI reads the route annotations at definition
 time.
@@ -8,13 +8,14 @@ time.
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registry.auth import Auth, Principal
@@ -29,6 +30,8 @@ from registry.models import (
     ModelName,
     ObjectClasses,
     Slug,
+    ZoneIn,
+    Zones,
 )
 from registry.settings import RegistrySettings
 from videos import jobs
@@ -38,7 +41,7 @@ from videos.upload import FILE_FIELD, SPEC_FIELD, UploadError, receive_upload
 
 
 class VideoSpec(BaseModel):
-    """A job's settings. Zones are not merged across segments yet: lines only."""
+    """A job's settings: lines and zones as for a camera (at least one of either)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,7 +53,10 @@ class VideoSpec(BaseModel):
     model: ModelName = None
     object_classes: ObjectClasses = None
     min_confidence: MinConfidence = None
-    lines: Annotated[Lines, Field(min_length=1)]
+    lines: Lines = []
+    zones: Zones = Field(default=[], description="polygons in relative 0..1 coordinates; "
+                         "the result has entries, exits, peak occupancy and dwell per zone "
+                         "and class")
     segment_s: float = Field(default=60.0, gt=0, le=3600,
                              description="footage per segment; segments run in parallel")
     overlap_s: float = Field(default=3.0, ge=0, le=60,
@@ -60,6 +66,12 @@ class VideoSpec(BaseModel):
     target_fps: float | None = Field(default=None, gt=0, le=120,
                                      description="frames per second processed; null: all")
     batch_frames: BatchFrames = 5
+
+    @model_validator(mode="after")
+    def _counts_something(self) -> Self:
+        if not self.lines and not self.zones:
+            raise ValueError("a video job needs at least one line or zone")
+        return self
 
 
 class VideoFromPath(VideoSpec):
@@ -72,6 +84,18 @@ class VideoCountOut(BaseModel):
     direction: str
     object_class: str
     count: int
+
+
+class VideoZoneCountOut(BaseModel):
+    zone: str
+    object_class: str
+    entries: int
+    exits: int
+    peak_occupancy: int = Field(description="the most objects inside at once")
+    dwell_total_s: float = Field(description="time inside of the objects that left, summed")
+    dwell_count: int = Field(description="objects that left, whose dwell is summed")
+    dwell_avg_s: float | None = Field(description="mean stay of the objects that left; null "
+                                      "where none left")
 
 
 class VideoJobOut(BaseModel):
@@ -88,6 +112,7 @@ class VideoJobOut(BaseModel):
     min_confidence: float | None
     region: str
     lines: list[LineIn]
+    zones: list[ZoneIn]
     segment_s: float
     overlap_s: float
     target_fps: float | None
@@ -102,14 +127,26 @@ class VideoJobOut(BaseModel):
     finished_at: datetime | None
     counts: list[VideoCountOut] = Field(description="merged per line, direction and class; "
                                         "filled when the job is done")
+    zone_counts: list[VideoZoneCountOut] = Field(description="merged per zone and class; "
+                                                 "filled when the job is done")
 
 
-def _job_out(job: Any, counts: list[Any]) -> VideoJobOut:
+def _zone_count_out(c: Any) -> VideoZoneCountOut:
+    return VideoZoneCountOut(
+        zone=c.zone_name, object_class=c.object_class, entries=c.entries, exits=c.exits,
+        peak_occupancy=c.peak_occupancy, dwell_total_s=c.dwell_total_s,
+        dwell_count=c.dwell_count,
+        dwell_avg_s=c.dwell_total_s / c.dwell_count if c.dwell_count else None)
+
+
+def _job_out(job: Any, counts: Sequence[Any] = (),
+             zone_counts: Sequence[Any] = ()) -> VideoJobOut:
     return VideoJobOut(
         id=job.id, name=job.name, site=job.site, state=job.state, error=job.error,
         source=Path(job.source_path).name, uploaded=job.uploaded, capability=job.capability,
         model=job.model, object_classes=job.object_classes, min_confidence=job.min_confidence,
         region=job.region, lines=[LineIn.model_validate(x) for x in job.lines],
+        zones=[ZoneIn.model_validate(x) for x in job.zones],
         segment_s=job.segment_s, overlap_s=job.overlap_s, target_fps=job.target_fps,
         batch_frames=job.batch_frames, fps=job.fps, segments_done=job.segments_done,
         segments_total=job.segments_total, frames_done=job.frames_done,
@@ -117,7 +154,12 @@ def _job_out(job: Any, counts: list[Any]) -> VideoJobOut:
         finished_at=job.finished_at,
         counts=[VideoCountOut(line=c.line_name, direction=c.direction,
                               object_class=c.object_class, count=c._mapping["count"])
-                for c in counts])
+                for c in counts],
+        zone_counts=[_zone_count_out(c) for c in zone_counts])
+
+
+def _view_out(view: jobs.JobView) -> VideoJobOut:
+    return _job_out(view.job, view.counts, view.zone_counts)
 
 
 def _refused(loc: tuple[str, ...], message: str, value: Any = None) -> RequestValidationError:
@@ -146,9 +188,9 @@ def videos_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) -
         values.update(id=job_id, site=_site_of_new_camera(caller, spec.site),
                       source_path=str(source), uploaded=uploaded, created_by=caller.key_id)
         await jobs.create_job(engine, values)
-        found = await jobs.get_job(engine, job_id)
+        found = await jobs.read_job(engine, job_id)
         assert found is not None
-        return _job_out(*found)
+        return _view_out(found)
 
     @router.post("/api/videos", status_code=status.HTTP_201_CREATED,
                  responses=error_responses(403))
@@ -204,15 +246,15 @@ def videos_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) -
     ) -> list[VideoJobOut]:
         """The key's site's video jobs, newest first (counts left empty: GET one for them)."""
         rows = await jobs.list_jobs(engine, caller.site_filter, limit, offset)
-        return [_job_out(row, []) for row in rows]
+        return [_job_out(row) for row in rows]
 
     @router.get("/api/videos/{job_id}", responses=not_found)
     async def get_video(job_id: str, caller: Viewer) -> VideoJobOut:
         """State and progress (segments and frames done of their totals); counts once done."""
-        found = await jobs.get_job(engine, job_id, caller.site_filter)
+        found = await jobs.read_job(engine, job_id, caller.site_filter)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no video job {job_id!r}")
-        return _job_out(*found)
+        return _view_out(found)
 
     @router.post("/api/videos/{job_id}/finalize", responses=error_responses(404, 409))
     async def finalize_video(job_id: str, caller: Operator) -> VideoJobOut:
@@ -224,9 +266,9 @@ def videos_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) -
         if outcome in (Finalized.NOT_READY, Finalized.FAILED):
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 f"video job {job_id!r} cannot be finalized: {outcome.value}")
-        found = await jobs.get_job(engine, job_id)
+        found = await jobs.read_job(engine, job_id)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no video job {job_id!r}")
-        return _job_out(*found)
+        return _view_out(found)
 
     return router

@@ -8,7 +8,8 @@ finalize that somehow ran twice could not add them up twice.
 
 The merge: each segment's crossing events, kept only where the segment owns them
 (videos/ownership.py), summed per line name, direction and class. Lines are matched by name:
-every segment's virtual camera has its own copy of the job's lines.
+every segment's virtual camera has its own copy of the job's lines. Zone events by the same
+rule, per zone name and class, with peak occupancy replayed per segment (videos/zone_merge.py).
 
 Once the job is settled (this call or an earlier one), an uploaded video's file is deleted
 (videos/retention.py).
@@ -23,13 +24,20 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts.tables import camera_progress, counting_lines, crossing_events
-from contracts.video_tables import video_job_counts, video_jobs, video_segments
+from contracts.tables import camera_progress, counting_lines, crossing_events, zones
+from contracts.video_tables import (
+    video_job_counts,
+    video_job_zone_counts,
+    video_jobs,
+    video_segments,
+)
+from contracts.zone_tables import zone_events
 from videos.jobs import drop_segment_cameras
 from videos.ownership import Window, owns
 from videos.retention import discard_upload
+from videos.zone_merge import ZoneMark, merge_zones
 
 
 class Finalized(enum.Enum):
@@ -87,6 +95,7 @@ async def _merge(engine: AsyncEngine, job_id: str) -> tuple[Finalized, Row[Any] 
                  "object_class": cls, "count": n}
                 for (name, direction, cls), n in counts.items()
             ]).on_conflict_do_nothing())
+        await _merge_zones(conn, job_id, windows)
         await conn.execute(update(video_segments).where(video_segments.c.job_id == job_id)
                            .values(state="done", frames_done=video_segments.c.own_to
                                    - video_segments.c.own_from))
@@ -95,3 +104,23 @@ async def _merge(engine: AsyncEngine, job_id: str) -> tuple[Finalized, Row[Any] 
             finished_at=func.now(), updated_at=func.now(), lease_expires_at=None))
         await drop_segment_cameras(conn, job_id)
     return Finalized.MERGED, job
+
+
+async def _merge_zones(conn: AsyncConnection, job_id: str, windows: dict[str, Window]) -> None:
+    rows = await conn.execute(
+        select(zone_events.c.camera_id, zone_events.c.occurred_at, zone_events.c.kind,
+               zone_events.c.object_class, zone_events.c.dwell_s, zones.c.name)
+        .join(zones, zones.c.id == zone_events.c.zone_id)
+        .where(zone_events.c.camera_id.in_(list(windows))))
+    marks: dict[str, list[ZoneMark]] = {camera_id: [] for camera_id in windows}
+    for r in rows:
+        marks[r.camera_id].append(ZoneMark(r.occurred_at.timestamp(), r.name, r.object_class,
+                                           r.kind, r.dwell_s))
+    totals = merge_zones((windows[camera_id], m) for camera_id, m in marks.items())
+    if totals:
+        await conn.execute(insert(video_job_zone_counts).values([
+            {"job_id": job_id, "zone_name": name, "object_class": cls, "entries": t.entries,
+             "exits": t.exits, "peak_occupancy": t.peak_occupancy,
+             "dwell_total_s": t.dwell_total_s, "dwell_count": t.dwell_count}
+            for (name, cls), t in totals.items()
+        ]).on_conflict_do_nothing())

@@ -1,5 +1,5 @@
 """Video jobs in PostgreSQL: creating one (the API), claiming and leasing one (the runner), its
-segments and their virtual cameras, and reading it back with its counts."""
+segments and their virtual cameras, and reading it back with its line and zone counts."""
 
 from __future__ import annotations
 
@@ -14,8 +14,13 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.broker import Priority
-from contracts.tables import camera_progress, cameras, counting_lines, coverage_gaps
-from contracts.video_tables import video_job_counts, video_jobs, video_segments
+from contracts.tables import camera_progress, cameras, counting_lines, coverage_gaps, zones
+from contracts.video_tables import (
+    video_job_counts,
+    video_job_zone_counts,
+    video_jobs,
+    video_segments,
+)
 from videos.retention import discard_upload
 from videos.segments import Segment
 
@@ -41,8 +46,16 @@ def _visible(job_id: str, site: str | None) -> Any:
     return condition if site is None else and_(condition, video_jobs.c.site == site)
 
 
-async def get_job(engine: AsyncEngine, job_id: str,
-                  site: str | None = None) -> tuple[JobRow, list[Row[Any]]] | None:
+@dataclass(frozen=True)
+class JobView:
+    """A job with its merged results (empty until it is done)."""
+
+    job: JobRow
+    counts: list[Row[Any]]  # per line, direction and class
+    zone_counts: list[Row[Any]]  # per zone and class
+
+
+async def read_job(engine: AsyncEngine, job_id: str, site: str | None = None) -> JobView | None:
     """The job (of `site`, when given) and its merged counts; None when not visible."""
     async with engine.connect() as conn:
         job = (await conn.execute(select(video_jobs).where(_visible(job_id, site)))).first()
@@ -52,7 +65,17 @@ async def get_job(engine: AsyncEngine, job_id: str,
             select(video_job_counts).where(video_job_counts.c.job_id == job_id)
             .order_by(video_job_counts.c.line_name, video_job_counts.c.direction,
                       video_job_counts.c.object_class)))
-    return job, counts
+        zone_counts = list(await conn.execute(
+            select(video_job_zone_counts).where(video_job_zone_counts.c.job_id == job_id)
+            .order_by(video_job_zone_counts.c.zone_name, video_job_zone_counts.c.object_class)))
+    return JobView(job, counts, zone_counts)
+
+
+async def get_job(engine: AsyncEngine, job_id: str,
+                  site: str | None = None) -> tuple[JobRow, list[Row[Any]]] | None:
+    """The job and its line counts (read_job for its zone counts too)."""
+    view = await read_job(engine, job_id, site)
+    return None if view is None else (view.job, view.counts)
 
 
 async def list_jobs(engine: AsyncEngine, site: str | None, limit: int,
@@ -169,6 +192,10 @@ async def _create_segment(conn: AsyncConnection, job: JobRow, segment: Segment,
         await conn.execute(counting_lines.insert().values([
             {"camera_id": camera_id, "name": line["name"], "version": 1,
              "geometry": {"a": line["a"], "b": line["b"]}} for line in job.lines]))
+    if job.zones:
+        await conn.execute(zones.insert().values([
+            {"camera_id": camera_id, "name": zone["name"], "version": 1,
+             "polygon": zone["points"]} for zone in job.zones]))
     await conn.execute(video_segments.insert().values(
         job_id=job.id, idx=segment.index, camera_id=camera_id, first_frame=segment.first_frame,
         own_from=segment.own_from, own_to=segment.own_to, batches=batches))

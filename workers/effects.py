@@ -1,5 +1,6 @@
-"""Writing one applied batch's effects inside the apply transaction: crossing events, per-minute
-line and zone buckets, the camera's progress with its checkpoint, an outbox row for the relay."""
+"""Writing one applied batch's effects inside the apply transaction: crossing and zone events,
+per-minute line and zone buckets, the camera's progress with its checkpoint, an outbox row for
+the relay."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from contracts.tables import (
     outbox,
     zone_buckets,
 )
+from contracts.zone_tables import zone_events
 from workers.camera_state import BatchEffects, CameraState, count_key
 
 
@@ -114,6 +116,18 @@ async def _zones(conn: AsyncConnection, headers: BatchHeaders, effects: BatchEff
                  at: Any) -> None:
     if not effects.zone_events and not effects.peak_occupancy:
         return
+    if effects.zone_events:
+        # One by one as well: the buckets cannot be split at a recorded video's segment
+        # boundaries (videos/zone_merge.py), nor later at a report's arbitrary window.
+        await conn.execute(insert(zone_events).values([
+            {"camera_id": headers.camera_id, "zone_id": e.zone_id,
+             "zone_version": e.zone_version, "track_id": e.track_id,
+             "object_class": e.object_class, "kind": e.kind,
+             "occurred_at": _dt(at(e.frame_index)),
+             "dwell_s": e.dwell_s if e.kind == "exit" else None,
+             "stream_epoch": headers.stream_epoch, "seq": headers.seq}
+            for e in effects.zone_events
+        ]))
     minute = _minute(headers.captured_at)
     rows: dict[tuple[int, int, str, datetime], dict[str, Any]] = {}
 

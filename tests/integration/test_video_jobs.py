@@ -1,13 +1,13 @@
 """Recorded video jobs end to end: the API (upload streamed to disk, files named only inside
-the source directory), the idempotent finalize under concurrency, uploads deleted once their
-job is settled, the runner's /health and /metrics, and the segmented count equal to the single
-stream's on real footage through the real balancer and ONNX workers."""
+the source directory, lines and zones validated as a camera's), the idempotent finalize under
+concurrency with its line and zone merge, uploads deleted once their job is settled, the
+runner's /health and /metrics. The segmented count against the single stream on real footage:
+test_video_single_stream.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from camcount import processes
-from contracts.tables import camera_progress, cameras, counting_lines, crossing_events
+from contracts.tables import camera_progress, cameras, counting_lines, crossing_events, zones
 from contracts.video_tables import video_job_counts
+from contracts.zone_tables import zone_events
 from tests.conftest import Isolated
 from tests.integration.registry_client import bearer, new_key, registry
 from tests.integration.roles import Fleet
@@ -32,6 +32,8 @@ from videos.service import VideoRunner
 from videos.settings import VideoRunnerSettings
 
 CENTRE = [{"name": "centre", "a": {"x": 0.5, "y": 0.0}, "b": {"x": 0.5, "y": 1.0}}]
+MIDDLE = [{"name": "middle", "points": [{"x": 0.35, "y": 0.0}, {"x": 0.65, "y": 0.0},
+                                         {"x": 0.65, "y": 1.0}, {"x": 0.35, "y": 1.0}]}]
 
 
 def spec(**overrides: Any) -> dict[str, Any]:
@@ -97,8 +99,25 @@ async def test_upload_and_path_rules(isolated: Isolated, engine: AsyncEngine,
             r = await api.post("/api/videos", json=spec(path=bad))
             assert r.status_code == 422, (bad, r.text)
             assert r.json()["detail"][0]["loc"] == ["body", "path"], r.text
-        r = await api.post("/api/videos", json=spec(path=str(clip), zones=[]))
-        assert r.status_code == 422  # lines only (zones are not merged across segments)
+        # Zones as for a camera; a job counts something: a line or a zone at least.
+        r = await api.post("/api/videos", json=spec(path=str(clip), lines=[], zones=MIDDLE))
+        assert r.status_code == 201, r.text
+        assert r.json()["zones"] == MIDDLE and r.json()["zone_counts"] == []
+        assert [z["name"] for z in (await api.get(f"/api/videos/{r.json()['id']}")).json()[
+            "zones"]] == ["middle"]
+        refused: list[tuple[dict[str, Any], list[Any]]] = [
+            ({"lines": []}, ["body"]),
+            ({"zones": [{"name": "flat", "points": [{"x": 0, "y": 0}] * 3}]},
+             ["body", "zones", 0]),
+            ({"zones": MIDDLE * 2}, ["body", "zones"])]
+        for wrong, where in refused:
+            r = await api.post("/api/videos", json=spec(path=str(clip), **wrong))
+            assert r.status_code == 422, (wrong, r.text)
+            assert r.json()["detail"][0]["loc"] == where, r.text
+        r = await api.post("/api/videos/upload", **multipart(
+            json.dumps(spec(zones=[{"name": "x", "points": []}])), clip.read_bytes()))
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][:3] == [
+            "body", "spec", "zones"], r.text
 
         # Roles and sites as for cameras: viewers read, another site's job is a 404.
         viewer = await new_key(engine, "viewer", "shop-2")
@@ -133,16 +152,20 @@ async def test_the_runner_fails_a_job_over_a_file_that_is_no_video(
 FPS, BASE = 25.0, 1_700_000_000.0
 
 
+ZoneReports = dict[int, list[tuple[int, str, float | None]]]
+
+
 async def ready_job(engine: AsyncEngine, reports: dict[int, list[tuple[int, str]]],
                     applied_but_last: bool = False, source: Path = Path("/x.mp4"),
-                    uploaded: bool = False) -> str:
+                    uploaded: bool = False, zone_reports: ZoneReports | None = None) -> str:
     """A job of three segments over 71 frames (1 s each, 0.8 s overlap) whose segments report
-    crossings at the given frames, as (frame, direction) per segment."""
+    crossings at the given frames, as (frame, direction) per segment, and zone events, as
+    (frame, kind, dwell) per segment."""
     job_id = jobs.new_job_id()
     await jobs.create_job(engine, {
         "id": job_id, "name": "seeded", "site": "default", "source_path": str(source),
-        "uploaded": uploaded, "capability": "onnx", "lines": CENTRE, "segment_s": 1.0,
-        "overlap_s": 0.8, "batch_frames": 5})
+        "uploaded": uploaded, "capability": "onnx", "lines": CENTRE, "zones": MIDDLE,
+        "segment_s": 1.0, "overlap_s": 0.8, "batch_frames": 5})
     job = await jobs.claim(engine, "runner-test", 30)
     assert job is not None and job.id == job_id
     plan = plan_segments(71, FPS, 1.0, 0.8)
@@ -161,19 +184,33 @@ async def ready_job(engine: AsyncEngine, reports: dict[int, list[tuple[int, str]
                     camera_id=camera_id, line_id=line_id, line_version=1, track_id=frame,
                     object_class="person", direction=direction, stream_epoch=1, seq=0,
                     occurred_at=datetime.fromtimestamp(BASE + frame / FPS, UTC)))
+            zone_id = (await conn.execute(select(zones.c.id).where(
+                zones.c.camera_id == camera_id))).scalar_one()
+            for frame, kind, dwell_s in (zone_reports or {}).get(segment.index, []):
+                await conn.execute(insert(zone_events).values(
+                    camera_id=camera_id, zone_id=zone_id, zone_version=1, track_id=frame,
+                    object_class="person", kind=kind, dwell_s=dwell_s, stream_epoch=1, seq=0,
+                    occurred_at=datetime.fromtimestamp(BASE + frame / FPS, UTC)))
     return job_id
 
 
 async def test_finalize_merges_once_when_triggered_twice_and_concurrently(
-        engine: AsyncEngine) -> None:
+        isolated: Isolated, engine: AsyncEngine) -> None:
     # Frames 5-24 and 30-49 are overlap: reported by both neighbours, owned by the earlier.
     reports = {0: [(3, "in"), (24, "out")],
                1: [(7, "in"), (24, "out"), (25, "in"), (49, "in")],
                2: [(49, "in"), (50, "out"), (70, "in")]}
+    # In the zone: A from 10 to 40, B from 45 on, C from 60 to 65. Segment 1 (tracking from
+    # frame 5) sees A's entry in its overlap; segment 2 (from 30) first sees A inside at 30.
+    zone_reports: ZoneReports = {
+        0: [(10, "enter", None)],
+        1: [(10, "enter", None), (40, "exit", 1.2), (45, "enter", None)],
+        2: [(30, "enter", None), (40, "exit", 0.4), (45, "enter", None),
+            (60, "enter", None), (65, "exit", 0.2)]}
     not_yet = await ready_job(engine, reports, applied_but_last=True)
     assert await finalize(engine, not_yet, keep_upload=False) is Finalized.NOT_READY
 
-    job_id = await ready_job(engine, reports)
+    job_id = await ready_job(engine, reports, zone_reports=zone_reports)
     outcomes = await asyncio.gather(*(finalize(engine, job_id, keep_upload=False)
                                        for _ in range(6)))
     assert sorted(o.value for o in outcomes) == ["already"] * 5 + ["merged"]
@@ -189,6 +226,16 @@ async def test_finalize_merges_once_when_triggered_twice_and_concurrently(
     assert left == []  # the virtual cameras are gone with their rows
     found = await jobs.get_job(engine, job_id)
     assert found is not None and found[0].state == "done" and found[0].frames_done == 71
+    # Owned: entries at 10 (segment 0), 45 (1), 60 (2); exits at 40 (1), 65 (2). B is inside
+    # when segment 2's window opens; C joins B: 2 at once.
+    async with registry(isolated, engine) as api:
+        job = (await api.get(f"/api/videos/{job_id}")).json()
+    assert job["zone_counts"] == [{
+        "zone": "middle", "object_class": "person", "entries": 3, "exits": 2,
+        "peak_occupancy": 2, "dwell_total_s": pytest.approx(1.4), "dwell_count": 2,
+        "dwell_avg_s": pytest.approx(0.7)}]
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(zone_events.c.id))).all() == []  # gone with them
 
 
 async def test_settling_a_job_deletes_its_upload_unless_kept(engine: AsyncEngine,
@@ -264,85 +311,6 @@ async def test_the_runner_process_serves_health_and_metrics_and_deletes_uploads(
     exposed = await fleet.get("videos", "/metrics")
     assert exposed is not None and "job_progress_ratio{" not in exposed.text
     await eventually(lambda: metric("jobs", state="done"), lambda n: n == 1)
-
-
-CLIPS = {
-    # clip: (file, counting line at x (relative), segment_s, overlap_s). Segments far shorter
-    # than in production, so that these short clips have boundaries mid-walk; the overlaps are
-    # below the 3 s default (confirmation + settling + hand-over) and still enough here.
-    "campus": ("tud_campus/TUD-Campus.mp4", 0.5, 1.0, 0.8),
-    "stadtmitte": ("tud_stadtmitte/TUD-Stadtmitte.mp4", 0.75, 2.0, 1.2),
-}
-
-
-def by_key(job: dict[str, Any]) -> dict[tuple[str, str, str], int]:
-    return {(c["line"], c["direction"], c["object_class"]): c["count"] for c in job["counts"]}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("clip", sorted(CLIPS))
-async def test_a_segmented_job_counts_like_the_single_stream(
-        clip: str, isolated: Isolated, engine: AsyncEngine, fleet: Fleet, shared_data: Path,
-        tmp_path: Path) -> None:
-    """The clip as one segment (the single stream) and in segments processed in parallel by
-    two ONNX workers: the same counts per line, direction and class."""
-    name, x, segment_s, overlap_s = CLIPS[clip]
-    source = shared_data / "pedestrians" / name
-    model = shared_data / "models" / "yolov8n_int8.onnx"
-    line = [{"name": "door", "a": {"x": x, "y": 0.0}, "b": {"x": x, "y": 1.0}}]
-    fleet.balancer()
-    for worker_id in ("w-video-1", "w-video-2"):
-        fleet.worker(worker_id, WORKER_TYPE="onnx", DETECTOR="onnx", MODEL_PATH=str(model),
-                     DETECT_CLASSES="person")
-    await fleet.wait_live("b1", {"w-video-1", "w-video-2"}, timeout_s=120)
-    async with registry(isolated, engine, video_source_dir=source.parent) as api:
-        created = {}
-        for kind, seg_s in (("single", 3600.0), ("segmented", segment_s)):
-            r = await api.post("/api/videos", json=spec(
-                name=f"{clip} {kind}", path=str(source), lines=line, segment_s=seg_s,
-                overlap_s=overlap_s))
-            assert r.status_code == 201, r.text
-            created[kind] = r.json()["id"]
-        fleet.children["videos"] = processes.spawn(
-            "videos", [sys.executable, "-m", "videos"],
-            {**isolated.env(), "RUNNER_ID": "videos-test", "BURST": "true",
-             "PROGRESS_S": "0.2", "LOG_EVERY_S": "0.5"}, tmp_path / "videos.log")
-        seen: list[dict[str, Any]] = []
-
-        async def job(job_id: str) -> dict[str, Any]:
-            got: dict[str, Any] = (await api.get(f"/api/videos/{job_id}")).json()
-            seen.append(got)
-            return got
-
-        results = {}
-        for kind, job_id in created.items():
-
-            async def this_job(j: str = job_id) -> dict[str, Any]:
-                return await job(j)
-
-            results[kind] = await eventually(this_job,
-                                             lambda g: g["state"] in ("done", "failed"),
-                                             timeout_s=300, interval_s=0.2)
-            assert results[kind]["state"] == "done", results[kind]["error"]
-        # The runner finalized each job; an operator's finalizes, twice at once, change nothing.
-        again = await asyncio.gather(*(api.post(f"/api/videos/{created['segmented']}/finalize")
-                                       for _ in range(2)))
-        assert [r.status_code for r in again] == [200, 200]
-        assert all(by_key(r.json()) == by_key(results["segmented"]) for r in again)
-    single, segmented = results["single"], results["segmented"]
-    assert single["segments_total"] == 1 and segmented["segments_total"] >= 3
-    assert segmented["frames_done"] == segmented["frames_total"] == single["frames_total"]
-    # Progress only ever grows while a job runs.
-    for job_id in created.values():
-        frames = [g["frames_done"] for g in seen if g["id"] == job_id]
-        assert frames == sorted(frames)
-    print(f"{clip}: single stream {by_key(single)}, "
-          f"{segmented['segments_total']} segments {by_key(segmented)}")
-    assert sum(by_key(single).values()) > 0, "the single stream counted nobody: test is void"
-    assert by_key(segmented) == by_key(single)
-    log = (tmp_path / "videos.log").read_text()
-    assert f"video job {created['segmented']}: segments" in log
-    assert f"video job {created['segmented']} finalized (merged)" in log
 
 
 async def test_a_job_whose_runner_stopped_renewing_is_taken_over(engine: AsyncEngine) -> None:

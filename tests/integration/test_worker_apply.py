@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import broker
 from contracts.batch import EncodedFrame, decode_batch, encode_batch
 from contracts.tables import count_buckets, coverage_gaps, crossing_events, zone_buckets
+from contracts.zone_tables import zone_events
 from infra import amqp
 from simulator.scenes import SyntheticScene
 from tests.conftest import Isolated
@@ -54,11 +55,16 @@ async def effects(engine: AsyncEngine, camera_id: str) -> tuple[int, int]:
 
 
 async def zone_totals(engine: AsyncEngine, camera_id: str) -> tuple[int, int]:
+    """Entries and exits in the minute buckets, which the zone events one by one match."""
     async with engine.connect() as conn:
         row = (await conn.execute(
             select(func.coalesce(func.sum(zone_buckets.c.entries), 0),
                    func.coalesce(func.sum(zone_buckets.c.exits), 0))
             .where(zone_buckets.c.camera_id == camera_id))).one()
+        events: dict[str, int] = dict((await conn.execute(
+            select(zone_events.c.kind, func.count()).where(zone_events.c.camera_id == camera_id)
+            .group_by(zone_events.c.kind))).tuples().all())
+    assert (events.get("enter", 0), events.get("exit", 0)) == (row[0], row[1])
     return int(row[0]), int(row[1])
 
 

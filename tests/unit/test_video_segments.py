@@ -1,5 +1,6 @@
 """Segment planning, the ownership rule and progress: table-tested, and the whole split (plan,
-overlap, ownership) checked against the single stream on the real tracking/counting cores."""
+overlap, ownership, the zone merge) checked against the single stream on the real tracking,
+counting and zone cores."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from contracts.geometry import LineGeometry, Point
 from videos.ownership import Window, owns
 from videos.progress import job_progress, own_frames_done
 from videos.segments import Segment, batch_count, kept_frames, plan_segments, sample_stride
+from videos.zone_merge import ZoneMark, ZoneTotals, merge_zones
 from workers.camera_state import CameraState, advance
 from workers.counting import CountingLine
 from workers.detection import Detection
+from workers.zones import CountingZone
 
 
 @pytest.mark.parametrize(("frames", "fps", "segment_s", "overlap_s", "expected"), [
@@ -149,3 +152,64 @@ def test_without_overlap_a_crossing_at_a_boundary_is_lost() -> None:
         merged += sum(1 for t, _ in _crossings(frames, s.first_frame, s.own_to)
                       if owns(window, t))
     assert merged == 0
+
+
+# --- zones: the same split, merged by videos/zone_merge.py ---
+
+ZONE = CountingZone(7, 1, (Point(x=0.4, y=0.0), Point(x=0.6, y=0.0), Point(x=0.6, y=1.0),
+                           Point(x=0.4, y=1.0)))
+
+
+def _zone_marks(frames: list[list[Detection]], first: int, to: int) -> list[ZoneMark]:
+    times = [BASE + i / FPS for i in range(first, to)]
+    _, effects = advance(CameraState(), frames[first:to], [], [ZONE], frame_times=times)
+    return [ZoneMark(times[e.frame_index], "middle", e.object_class,
+                     "enter" if e.kind == "enter" else "exit",
+                     e.dwell_s if e.kind == "exit" else None)
+            for e in effects.zone_events]
+
+
+def _zones_merged(frames: list[list[Detection]], segment_s: float,
+                  overlap_s: float) -> tuple[ZoneTotals, ZoneTotals]:
+    """(single stream, segmented) totals of the one zone and class."""
+    total = len(frames)
+    single = merge_zones([(Window.of(0, total, total, BASE, FPS),
+                           _zone_marks(frames, 0, total))])
+    merged = merge_zones((Window.of(s.own_from, s.own_to, total, BASE, FPS),
+                          _zone_marks(frames, s.first_frame, s.own_to))
+                         for s in plan_segments(total, FPS, segment_s, overlap_s))
+    key = ("middle", "person")
+    return single.get(key, ZoneTotals()), merged.get(key, ZoneTotals())
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 230), st.integers(20, 60),
+                          st.sampled_from([0.2, 0.45, 0.7]), st.booleans()),
+                min_size=1, max_size=6))
+def test_segments_with_enough_overlap_measure_zones_like_the_single_stream(
+        walkers: list[tuple[int, int, float, bool]]) -> None:
+    """Walkers through a zone at any moment, boundaries included: entries, exits, peak
+    occupancy and dwell merged from segments equal one stream's (no walk outlasts the
+    overlap, so no dwell is cut short)."""
+    single, merged = _zones_merged(_walkers(walkers, 250), 2.0, 3.0)
+    assert (merged.entries, merged.exits, merged.peak_occupancy, merged.dwell_count) == (
+        single.entries, single.exits, single.peak_occupancy, single.dwell_count)
+    assert merged.dwell_total_s == pytest.approx(single.dwell_total_s)
+
+
+def test_an_object_lingering_across_a_boundary_counts_once_with_a_shorter_dwell() -> None:
+    """In from frame ~30 to ~130, across the boundaries at 50 and 100: one entry, one exit,
+    peak 1; the last segment (tracking from frame 75) measures the dwell from there."""
+    frames: list[list[Detection]] = []
+    for f in range(160):
+        x = 0.1 + 0.4 * min(f / 40, 1.0) + 0.4 * max(0, f - 120) / 40
+        frames.append([Detection(x - 0.03, 0.37, x + 0.03, 0.53, 0.9, "person")])
+    plan = plan_segments(160, FPS, 2.0, 1.0)
+    assert [s.first_frame for s in plan] == [0, 25, 75]
+    single, merged = _zones_merged(frames, 2.0, 1.0)
+    assert (single.entries, single.exits, single.peak_occupancy) == (1, 1, 1)
+    assert (merged.entries, merged.exits, merged.peak_occupancy, merged.dwell_count) == (
+        1, 1, 1, 1)
+    entered_s = _zone_marks(frames, 0, 160)[0].at - BASE
+    assert merged.dwell_total_s == pytest.approx(single.dwell_total_s - (75 / FPS - entered_s),
+                                                 abs=1.5 / FPS)
