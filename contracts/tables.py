@@ -408,6 +408,8 @@ alerts = Table(
     Index("ix_alerts_site_fired", "site", "fired_at"),
 )
 
-# Recorded video jobs (migration 0011) live in their own module, on this metadata; imported
-# here so that whoever reads `metadata` (Alembic, the schema test) sees them.
+# Recorded video jobs (migration 0011) and detector state (0013) live in their own modules, on
+# this metadata; imported here so that whoever reads `metadata` (Alembic, the schema test)
+# sees them.
+from contracts import detector_tables as _detector_tables  # noqa: E402, F401
 from contracts import video_tables as _video_tables  # noqa: E402, F401

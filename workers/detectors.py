@@ -1,6 +1,7 @@
 """Which detector a camera's frames go through, per worker settings and the camera's model.
 
-Motion detection keeps a background model per camera, so each camera has its own instance. A
+Motion detection keeps a background model per camera, so each camera has its own instance,
+primed from the camera's stored background when this worker starts on it (workers/backgrounds.py). A
 model-based detector is stateless across frames and shared: the worker's default model
 (MODEL_PATH) serves cameras that name none; a camera naming a model gets it from MODEL_DIR
 through a small LRU of loaded models (MODEL_CACHE_SIZE).
@@ -23,7 +24,7 @@ SUFFIXES = {"onnx": (".onnx",), "ultralytics": (".pt", ".onnx")}
 class Detectors:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
-        self._per_camera: dict[str, Detector] = {}
+        self._per_camera: dict[str, MotionDetector] = {}
         self._shared: Detector | None = None
         self._models: DetectorCache[str, Detector] = DetectorCache(settings.model_cache_size)
 
@@ -55,6 +56,22 @@ class Detectors:
             return self._shared
         path = self._model_file(model)
         return self._models.get(model, lambda: self._load(path))
+
+    def needs_background(self, camera_id: str) -> bool:
+        """Whether this worker is about to start a camera's motion model (prime() it first)."""
+        return self.settings.detector == "motion" and camera_id not in self._per_camera
+
+    def prime(self, camera_id: str, background: Image | None) -> None:
+        """Start the camera's motion model from a background learnt elsewhere (None: from
+        its first frame)."""
+        detector = self._per_camera[camera_id] = MotionDetector()
+        if background is not None:
+            detector.prime(background)
+
+    def background(self, camera_id: str) -> tuple[Image | None, int]:
+        """The camera's learnt background and how many frames its model has seen."""
+        found = self._per_camera.get(camera_id)
+        return (None, 0) if found is None else (found.background(), found.frames_seen)
 
     def served_models(self) -> tuple[str, ...]:
         """Model names cameras may ask for: MODEL_DIR's models (read each time, so a model

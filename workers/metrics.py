@@ -26,3 +26,8 @@ RETRY_VERDICTS = Counter(
     "Failed batches handed back to the balancer or given up (dead-lettered)", ["verdict"],
 )
 OUTSTANDING = Gauge("camcount_worker_outstanding", "Batches delivered and not yet settled")
+BACKGROUNDS = Counter(
+    "camcount_worker_motion_backgrounds_total",
+    "Motion backgrounds stored for a camera, and cameras this worker started primed from a "
+    "stored one or unprimed (none stored yet)", ["event"],
+)

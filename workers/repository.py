@@ -23,6 +23,7 @@ from contracts.tables import (
     camera_progress,
 )
 from infra.gaps import record_gaps
+from workers import backgrounds
 from workers.camera_config import load_filter, load_lines, load_zones
 from workers.camera_state import CameraState, advance
 from workers.counting import Crossing
@@ -66,10 +67,12 @@ async def apply_batch(
     before_commit: Callable[[], Awaitable[None]] | None = None,
     ledger: bool = False,
     started_at: float | None = None,
+    background: bytes | None = None,
 ) -> ApplyResult:
     """Apply one batch. `before_commit` runs inside the transaction after every write: the
     fault-injection point for a crash before the commit. `ledger` (BATCH_LEDGER) also writes a
-    batch_ledger row in this transaction, so the fault suite sees every apply exactly."""
+    batch_ledger row in this transaction, so the fault suite sees every apply exactly.
+    `background`: the camera's motion background (JPEG) to store, when one is due."""
     camera_id = headers.camera_id
     async with engine.begin() as conn:
         owner = (
@@ -110,6 +113,8 @@ async def apply_batch(
         await record_gaps(conn, camera_id, decision.gaps)
         await write_effects(conn, worker_id, headers, frame_times, state, effects, row is None,
                             started_at)
+        if background is not None:
+            await backgrounds.save(conn, camera_id, background, headers.captured_at, worker_id)
         if ledger:
             await conn.execute(batch_ledger.insert().values(
                 camera_id=camera_id, stream_epoch=headers.stream_epoch, seq=headers.seq,

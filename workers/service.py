@@ -27,7 +27,8 @@ from contracts.messages import BatchHeaders, MessageError, WorkerHeartbeat
 from infra import amqp, db, ops
 from infra.gaps import record_dead_lettered
 from infra.runner import cancel_and_wait, shutdown_step
-from workers import metrics
+from workers import backgrounds, metrics
+from workers.backgrounds import BackgroundSchedule
 from workers.detection import Detection
 from workers.detectors import Detectors
 from workers.frames import DecodedBatch, decode_frames
@@ -63,6 +64,7 @@ class Worker:
         self.tracker_config = TrackerConfig()
         self.detectors = Detectors(settings)
         self.cache: dict[str, CachedState] = {}
+        self.backgrounds = BackgroundSchedule(settings.background_every_s)
         self._jobs = asyncio.Semaphore(settings.max_concurrent_jobs)
         self._prepared: dict[int, asyncio.Task[Prepared]] = {}  # by delivery tag
         self.in_flight = 0  # being handled now
@@ -297,10 +299,16 @@ class Worker:
         metrics.FRAMES.inc(len(decoded.images))
         detections = prepared.detections
         if detections is None:  # a detector that must see the camera's batches in order
+            if self.detectors.needs_background(headers.camera_id):
+                stored = await backgrounds.load(self.engine, headers.camera_id)
+                primer = None if stored is None else backgrounds.decode(stored)
+                self.detectors.prime(headers.camera_id, primer)
+                metrics.BACKGROUNDS.labels("unprimed" if primer is None else "primed").inc()
             with metrics.STAGE.labels("detect").time():
                 detections = await asyncio.to_thread(
                     self.detectors.detect, headers.camera_id, headers.model, decoded.images
                 )
+        background = self._background_due(headers)
         with metrics.STAGE.labels("commit").time():
             result = await apply_batch(
                 self.engine, self.settings.worker_id, headers, decoded.captured_at, detections,
@@ -308,6 +316,7 @@ class Worker:
                 before_commit=self._fault_before_commit(headers.seq),
                 ledger=self.settings.batch_ledger,
                 started_at=time.time() - (time.monotonic() - prepared.started_mono),
+                background=background,
             )
         if self.settings.kills_at("after_commit", headers.seq):
             await self._die()
@@ -317,6 +326,9 @@ class Worker:
         if result.outcome is Outcome.APPLIED:
             assert result.state is not None and result.progress is not None
             self.cache[headers.camera_id] = CachedState(result.progress, result.state)
+            if background is not None:
+                self.backgrounds.saved(headers.camera_id, headers.captured_at)
+                metrics.BACKGROUNDS.labels("stored").inc()
             metrics.CROSSINGS.inc(len(result.crossings))
             latency = time.time() - headers.captured_at
             metrics.LATENCY.observe(latency)
@@ -325,6 +337,7 @@ class Worker:
             # The camera moved to another worker: hand the batch back for re-routing.
             self.cache.pop(headers.camera_id, None)
             self.detectors.forget(headers.camera_id)
+            self.backgrounds.forget(headers.camera_id)
             await self._reroute(channel, message, "fenced")
         metrics.BATCHES.labels(result.outcome.value).inc()
         self.processed += 1
@@ -333,6 +346,13 @@ class Worker:
         if result.outcome in (Outcome.APPLIED, Outcome.DUPLICATE) and progress is not None:
             return headers.camera_id, progress.stream_epoch, progress.last_seq
         return None
+
+    def _background_due(self, headers: BatchHeaders) -> bytes | None:
+        image, frames_seen = self.detectors.background(headers.camera_id)
+        if image is None or not self.backgrounds.due(headers.camera_id, headers.captured_at,
+                                                     frames_seen):
+            return None
+        return backgrounds.encode(image)
 
     def _fault_before_commit(self, seq: int) -> Callable[[], Awaitable[None]] | None:
         if self.settings.kills_at("before_commit", seq):

@@ -52,6 +52,9 @@ class WorkerSettings(CommonSettings):
                                     "before it is dead-lettered (and recorded as a gap)")
     reorder_window_batches: int = Field(default=3, ge=0, description="held per camera")
     reorder_window_s: float = Field(default=2.0, ge=0)
+    background_every_s: float = Field(
+        default=5.0, gt=0, description="how often (capture time) a camera's motion background "
+        "is stored, for the worker that takes the camera over (workers/backgrounds.py)")
     detector: Literal["motion", "onnx", "ultralytics"] = "motion"
     model_path: Path | None = None
     model_dir: Path | None = Field(

@@ -37,7 +37,7 @@ from infra.db import create_engine
 from simulator.mounts import parse_mount
 from simulator.scenes import SyntheticScene
 from tests.conftest import Isolated
-from tests.faults.checker import TAKEOVER_BLIND_S, Span, Verdict, check
+from tests.faults.checker import Span, Verdict, check
 from tests.faults.figures import report
 from tests.faults.history import collect, confirmed_from_log
 from tests.faults.memory import MemorySampler
@@ -270,7 +270,7 @@ class FaultStack:
     async def verdict(self) -> Verdict:
         scenes = {c.camera_id: c.scene() for c in self.cameras}
         return check(await collect(self.engine, self.confirm_log, scenes, self.sessions(),
-                                   self.events), takeover_blind_s=TAKEOVER_BLIND_S)
+                                   self.events))
 
     async def finish(self, drain_timeout_s: float = 120) -> Verdict:
         """Stop ingest, wait until every confirmed batch is applied or recorded as a gap (or

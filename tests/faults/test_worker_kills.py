@@ -20,7 +20,8 @@ from tests.faults.harness import FaultStack
 pytestmark = pytest.mark.slow
 
 WORKERS = ("w1", "w2", "w3")
-KILLS = 22
+MID_BATCH_KILLS = 20  # kills that catch their victim holding a batch
+MAX_KILLS = 40  # under CPU pressure a victim is sometimes idle: kill again, up to this
 ALL_DOWN_S = 12.0  # longer than the cameras' 10 s deadline: some batches must become gaps
 CALM_S = 15.0  # fault-free footage at the end, for the comparison with truth
 
@@ -40,8 +41,9 @@ async def test_workers_killed_mid_batch_then_all_down_lose_nothing_and_double_no
             stack.start_worker(worker_id)
 
         # Phase 1: SIGKILL storm; each victim is caught holding a delivered, unsettled batch.
-        mid_batch = 0
-        for _ in range(KILLS):
+        mid_batch = kills = 0
+        while mid_batch < MID_BATCH_KILLS and kills < MAX_KILLS:
+            kills += 1
             await asyncio.sleep(rng.uniform(0.2, 2.0))
             alive = [w for w in WORKERS if stack.worker_alive(w)]
             if len(alive) < 2:  # keep one consuming: this phase is about failover
@@ -69,12 +71,12 @@ async def test_workers_killed_mid_batch_then_all_down_lose_nothing_and_double_no
         recovered_s = round(time.monotonic() - back_at, 1)
         await asyncio.sleep(CALM_S)
         await stack.wait_consumers()
-        stack.figures.update(kills=KILLS, kills_with_batches_in_hand=mid_batch,
+        stack.figures.update(kills=kills, kills_with_batches_in_hand=mid_batch,
                              all_down_s=ALL_DOWN_S, recovered_after_all_down_s=recovered_s)
         verdict = await stack.finish()
     verdict.assert_ok()
     assert verdict.applied_once > 100, verdict.summary()
     assert sum(c.truth for c in verdict.counts) >= 5, "too little covered time to compare"
     # The kills must land with batches in hand, or this tested idle workers.
-    assert mid_batch >= 20, f"only {mid_batch} of {KILLS} kills found batches in hand"
+    assert mid_batch >= MID_BATCH_KILLS, f"only {mid_batch} of {kills} kills found batches in hand"
     stack.memory.assert_bounded()
