@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qs, urlsplit
 
 import aio_pika
 from aio_pika.abc import (
@@ -26,20 +25,9 @@ from infra.runner import cancel_and_wait, shutdown_step
 log = logging.getLogger(__name__)
 
 
-# aio_pika waits 5 s between reconnect attempts by default: after a broker restart every role
-# then idled up to 5 s after RabbitMQ was back (the fault suite measured 15-21 s from restart
-# to consumers back). One second costs a failed TCP connect per second per process while the
-# broker is down, which is nothing next to counting gaps. A RABBITMQ_URL with
-# ?reconnect_interval=N keeps its own.
-RECONNECT_INTERVAL_S = 1.0
-
-
 async def connect(url: str, name: str) -> AbstractRobustConnection:
     """A robust connection: it reconnects and re-declares what was declared on it."""
-    own = "reconnect_interval" in parse_qs(urlsplit(url).query)
-    return await aio_pika.connect_robust(
-        url, client_properties={"connection_name": name},
-        reconnect_interval=None if own else RECONNECT_INTERVAL_S)
+    return await aio_pika.connect_robust(url, client_properties={"connection_name": name})
 
 
 async def stop_consuming(connection: AbstractConnection, deliveries: AbstractQueueIterator,
