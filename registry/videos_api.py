@@ -260,7 +260,7 @@ def videos_router(settings: RegistrySettings, engine: AsyncEngine, auth: Auth) -
     async def finalize_video(job_id: str, caller: Operator) -> VideoJobOut:
         """Merge the segments' counts now (the runner does it by itself at the end). Safe to
         repeat or race: a done job is returned unchanged."""
-        if await jobs.get_job(engine, job_id, caller.site_filter) is None:
+        if await jobs.read_job(engine, job_id, caller.site_filter) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no video job {job_id!r}")
         outcome = await finalize(engine, job_id, keep_upload=settings.keep_uploaded_videos)
         if outcome in (Finalized.NOT_READY, Finalized.FAILED):

@@ -71,13 +71,6 @@ async def read_job(engine: AsyncEngine, job_id: str, site: str | None = None) ->
     return JobView(job, counts, zone_counts)
 
 
-async def get_job(engine: AsyncEngine, job_id: str,
-                  site: str | None = None) -> tuple[JobRow, list[Row[Any]]] | None:
-    """The job and its line counts (read_job for its zone counts too)."""
-    view = await read_job(engine, job_id, site)
-    return None if view is None else (view.job, view.counts)
-
-
 async def list_jobs(engine: AsyncEngine, site: str | None, limit: int,
                     offset: int) -> list[JobRow]:
     query = select(video_jobs).order_by(video_jobs.c.created_at.desc(), video_jobs.c.id)

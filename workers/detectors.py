@@ -68,10 +68,15 @@ class Detectors:
         if background is not None:
             detector.prime(background)
 
-    def background(self, camera_id: str) -> tuple[Image | None, int]:
-        """The camera's learnt background and how many frames its model has seen."""
+    def frames_seen(self, camera_id: str) -> int:
+        """Frames the camera's motion model has seen (0: none, or no motion model)."""
         found = self._per_camera.get(camera_id)
-        return (None, 0) if found is None else (found.background(), found.frames_seen)
+        return 0 if found is None else found.frames_seen
+
+    def background(self, camera_id: str) -> Image | None:
+        """The camera's learnt background (computed: ask only when one is due)."""
+        found = self._per_camera.get(camera_id)
+        return None if found is None else found.background()
 
     def served_models(self) -> tuple[str, ...]:
         """Model names cameras may ask for: MODEL_DIR's models (read each time, so a model

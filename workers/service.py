@@ -348,11 +348,11 @@ class Worker:
         return None
 
     def _background_due(self, headers: BatchHeaders) -> bytes | None:
-        image, frames_seen = self.detectors.background(headers.camera_id)
-        if image is None or not self.backgrounds.due(headers.camera_id, headers.captured_at,
-                                                     frames_seen):
+        if not self.backgrounds.due(headers.camera_id, headers.captured_at,
+                                    self.detectors.frames_seen(headers.camera_id)):
             return None
-        return backgrounds.encode(image)
+        image = self.detectors.background(headers.camera_id)
+        return None if image is None else backgrounds.encode(image)
 
     def _fault_before_commit(self, seq: int) -> Callable[[], Awaitable[None]] | None:
         if self.settings.kills_at("before_commit", seq):

@@ -103,9 +103,9 @@ async def run_job(database_url: str, rabbitmq_url: str, spec: JobSpec,
         started = time.perf_counter()
         await VideoRunner(settings).run(asyncio.Event())
         seconds = time.perf_counter() - started
-        found = await jobs.get_job(engine, job_id)
+        found = await jobs.read_job(engine, job_id)
         assert found is not None
-        job, counts = found
+        job, counts = found.job, found.counts
         if job.state != "done":
             raise RuntimeError(f"job {job_id} ended {job.state}: {job.error}")
         return JobResult(workers, seconds, job.frames_total, job.segments_total,

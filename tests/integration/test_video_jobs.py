@@ -224,8 +224,8 @@ async def test_finalize_merges_once_when_triggered_twice_and_concurrently(
     # Owned: segment 0 frames 3, 24; segment 1 frames 25, 49; segment 2 frames 50, 70.
     assert counts == {("centre", "in", "person"): 4, ("centre", "out", "person"): 2}
     assert left == []  # the virtual cameras are gone with their rows
-    found = await jobs.get_job(engine, job_id)
-    assert found is not None and found[0].state == "done" and found[0].frames_done == 71
+    found = await jobs.read_job(engine, job_id)
+    assert found is not None and found.job.state == "done" and found.job.frames_done == 71
     # Owned: entries at 10 (segment 0), 45 (1), 60 (2); exits at 40 (1), 65 (2). B is inside
     # when segment 2's window opens; C joins B: 2 at once.
     async with registry(isolated, engine) as api:
